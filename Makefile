@@ -1,0 +1,29 @@
+# Two commands do all the set-up: `make demo` and `make test` create .venv when it is missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first and pinned: on these machines 2.13.0 is a local CPU wheel; unpinned pulls multi-GB CUDA.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q bpy==5.0.1 "numpy>=1.26,<2" safetensors pillow scipy pytest
+	# smplx is the test oracle only; its licence forbids bundling it. --no-deps keeps torch as pinned.
+	$(BIN)/pip install -q --no-deps smplx==0.1.28
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	BLENDER_USER_RESOURCES=$$(mktemp -d) $(BIN)/python -m pytest -q tests
+
+demo: $(STAMP)
+	$(BIN)/python -m neural demo --out demo_out
+
+bench: $(STAMP)
+	$(BIN)/python -m neural.bench
+
+.PHONY: venv test demo bench

@@ -1,0 +1,1 @@
+"""The HumanGAN Blender extension."""
