@@ -1,0 +1,109 @@
+"""Generator configurations: one frozen dataclass and its named presets (paper spec §1.1).
+
+`paper-256` is the official MAP3DBN, `paper-512` the official MAP3DBN512L that the released weights were trained
+with (width 420, isolated pose styles, legacy feature order). `cpu-small` is sized for this project's 2-core CPU,
+`tiny` for tests. Ablation variants (paper Table 2) are `Literal` fields, each handled by a visible `if`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorConfig:
+    height: int  # output image H (full resolution, the backbone's resolution)
+    width: int  # output image W; images are 2:1
+    render_height: int  # pose style map h (¼ of H, except paper-512: 96 for 512, as released)
+    render_width: int
+    latent_dim: int  # z dimension (appearance and, for the truncation mean, the pose MLP input)
+    hidden_dim: int  # SIREN width of the pose field
+    feature_dim: int  # style channels Ns = backbone width C
+    num_samples: int = 32  # samples per ray
+    ray_start: float = -0.5  # slab around the body origin's depth, metres along the unit ray
+    ray_end: float = 0.55
+    side_length: float = 2.85  # raw xyz is scaled by 2 / side_length before its sine embedding
+    field_blocks: int = 4  # FiLM layers of the pose field
+    backbone_blocks: int = 9
+    pose_blocks: tuple[int, ...] = (0, 1, 2)  # backbone blocks that receive the pose style map
+    spade_hidden: int = 128
+    mapping_layers: int = 8  # appearance mapping FC layers (7 trunk + 1 "superres")
+    mapping_lr_multiplier: float = 0.01
+    pose_mode: Literal["mixed", "isolated"] = "mixed"  # mixed: map + w into pose blocks; isolated: map only
+    feature_order: Literal["default", "legacy"] = "default"  # legacy = [joint dists, canonical, template, dist]
+    normalization: Literal["batch", "instance"] = "batch"  # ablation: spatially-adaptive instance norm
+    backbone: Literal["pixelwise", "upsampling"] = "pixelwise"  # ablation: 3×3 convs from ¼ resolution upwards
+    conditioning: Literal["styles", "feed_forward"] = "styles"  # ablation: pose field at full res as backbone input
+
+    def __post_init__(self) -> None:
+        if self.height != 2 * self.width:
+            raise ValueError(f"images are 2:1 (H = 2W); got {self.height}×{self.width}")
+        if self.render_height != 2 * self.render_width:
+            raise ValueError(f"style maps are 2:1; got {self.render_height}×{self.render_width}")
+        if any(not 0 <= b < self.backbone_blocks for b in self.pose_blocks):
+            raise ValueError(f"pose_blocks {self.pose_blocks} outside 0..{self.backbone_blocks - 1}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown generator config keys {unknown}; valid keys: {sorted(names)}")
+        data = dict(data)
+        if "pose_blocks" in data:
+            data["pose_blocks"] = tuple(data["pose_blocks"])
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "GeneratorConfig":
+        return self.from_dict({**self.to_dict(), **changes})
+
+
+PRESETS: dict[str, GeneratorConfig] = {
+    # MAP3DBN: 256×128, width 384, pose styles mixed with w.
+    "paper-256": GeneratorConfig(
+        height=256, width=128, render_height=64, render_width=32,
+        latent_dim=384, hidden_dim=384, feature_dim=384,
+        pose_mode="mixed", feature_order="default",
+    ),
+    # MAP3DBN512L, the released checkpoint: 512×256, width 420, isolated pose styles, legacy feature order.
+    "paper-512": GeneratorConfig(
+        height=512, width=256, render_height=96, render_width=48,
+        latent_dim=420, hidden_dim=420, feature_dim=420,
+        pose_mode="isolated", feature_order="legacy",
+    ),
+    # Trainable on a 2-core CPU in about an hour and renders at interactive rates there.
+    "cpu-small": GeneratorConfig(
+        height=128, width=64, render_height=32, render_width=16,
+        latent_dim=64, hidden_dim=64, feature_dim=64, num_samples=16, spade_hidden=32,
+    ),
+    # For tests: every module present, every dimension small.
+    "tiny": GeneratorConfig(
+        height=32, width=16, render_height=8, render_width=4,
+        latent_dim=16, hidden_dim=16, feature_dim=16, num_samples=4, spade_hidden=8,
+    ),
+}
+
+# Table 2 of the paper: each ablation changes one thing of the 256×128 model.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "feed-forward": {"conditioning": "feed_forward"},
+    "upsampling": {"backbone": "upsampling"},
+    "instance-norm": {"normalization": "instance"},
+}
+
+
+def preset(name: str) -> GeneratorConfig:
+    """`paper-256`, `paper-512`, `cpu-small`, `tiny`, or `<preset>+<ablation>` (e.g. `cpu-small+instance-norm`)."""
+    base, _, ablation = name.partition("+")
+    if base not in PRESETS:
+        raise ValueError(f"unknown preset {base!r}; valid presets: {sorted(PRESETS)}")
+    config = PRESETS[base]
+    if ablation:
+        if ablation not in ABLATIONS:
+            raise ValueError(f"unknown ablation {ablation!r}; valid ablations: {sorted(ABLATIONS)}")
+        config = config.replace(**ABLATIONS[ablation])
+    return config
