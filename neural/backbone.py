@@ -1,0 +1,315 @@
+"""The pixel-wise independent backbone (paper spec §1.7; official README §7.4 steps 7–9).
+
+Fourier features of the pixel coordinates (sin of a 1×1 conv 2→C) pass through 9 residual blocks of
+spatially-adaptive normalisation (SPADE/"SABN": BN(x)·(1 + γ(s)) + β(s)) and spectral-normed 1×1 convs; ToRGB of
+blocks 3–8 are summed (skip-RGB). The pose style map (bilinearly upsampled to full resolution) is the style of the
+`pose_blocks`, alone (`isolated`) or plus w (`mixed`); the other blocks get w broadcast to every pixel.
+
+Three paths compute the same function:
+- naive (`fast=False`): the faithful reference; styles broadcast per pixel, NCHW convs, BN and spectral norm through
+  their modules.
+- training (`fast=True` in train mode): the same modules (BN batch statistics, power iteration; differentiable), but
+  the γ/β of blocks with a spatially-constant style are computed once per image.
+- fast (`fast=True` in eval mode): BN and 1/σ folded, per-image γ/β folded into one per-channel affine, 1×1 convs
+  as (pixels, C) @ (C, C) matmuls in channels-last, over any subset of pixels (`pixels`), in tiles.
+
+Parameter layout (official → ours, shapes equal): `synthesis_input.network.0` → `coord_input`;
+`synthesis_network.network.m3d_{i}` → `blocks.{i}` with `spade_{k}.first_norm` → `spade_{k}.norm`,
+`spade_{k}.mlp_shared.0` → `spade_{k}.shared`, `mlp_gamma` → `gamma`, `mlp_beta` → `beta`, `conv_{k}` (weight_orig,
+weight_u, weight_v, bias) kept; `synthesis_network.to_rgbs.m3d_{i}.linear` → `to_rgb.{i}` for i ≥ 3 only (the
+official ToRGB 0–2 are never used; the importer drops them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import GeneratorConfig
+
+FIRST_RGB_BLOCK = 3
+
+
+def coordinate_grid(height: int, width: int, *, device=None) -> Tensor:
+    """(2, H, W): channel 0 = linspace(−1, 1, H) down the rows, channel 1 = linspace(−1, 1, W) along the columns."""
+    rows = torch.linspace(-1.0, 1.0, height, device=device)
+    cols = torch.linspace(-1.0, 1.0, width, device=device)
+    return torch.stack(torch.meshgrid(rows, cols, indexing="ij"))
+
+
+def all_pixels(height: int, width: int, *, device=None) -> Tensor:
+    """(H·W, 2) int64 (x, y) pixel coordinates in row-major order."""
+    ys, xs = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device), indexing="ij")
+    return torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1)
+
+
+def _source_index(dst: Tensor, in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    # PyTorch's bilinear rule for align_corners=False: src = max((dst + ½)·in/out − ½, 0), upper index clamped.
+    src = ((dst.to(torch.float32) + 0.5) * (in_size / out_size) - 0.5).clamp(min=0.0)
+    i0 = src.floor().long().clamp(max=in_size - 1)
+    i1 = (i0 + 1).clamp(max=in_size - 1)
+    return i0, i1, (src - i0).clamp(0.0, 1.0)
+
+
+def sample_bilinear(maps: Tensor, pixels: Tensor, height: int, width: int) -> Tensor:
+    """maps (B, C, h, w) sampled at output pixels (N, 2) int (x, y) of an H×W image → (B, N, C); equal to
+    `F.interpolate(maps, (H, W), mode="bilinear", align_corners=False)` read at those pixels."""
+    b, c, h, w = maps.shape
+    x0, x1, lx = _source_index(pixels[:, 0], w, width)
+    y0, y1, ly = _source_index(pixels[:, 1], h, height)
+    flat = maps.reshape(b, c, h * w).transpose(1, 2)  # (B, h·w, C)
+    lx, ly = lx[:, None].to(maps.dtype), ly[:, None].to(maps.dtype)
+    top = torch.lerp(flat[:, y0 * w + x0], flat[:, y0 * w + x1], lx)
+    bottom = torch.lerp(flat[:, y1 * w + x0], flat[:, y1 * w + x1], lx)
+    return torch.lerp(top, bottom, ly)
+
+
+def sn_weight(conv: nn.Conv2d) -> Tensor:
+    """Eval-mode spectral-normed weight (C_out, C_in, k, k): weight_orig / σ with σ = u·(W v) from the stored u, v."""
+    w = conv.weight_orig
+    sigma = torch.dot(conv.weight_u, torch.mv(_flat(w), conv.weight_v))
+    return w / sigma
+
+
+class SpatiallyAdaptiveNorm(nn.Module):
+    """SPADE with batch norm (the paper's SABN) or instance norm (ablation): norm(x)·(1 + γ(s)) + β(s),
+    γ, β = Conv1×1(hidden → C) of relu(Conv1×1(Ns → hidden)(s)). x (B, C, H, W); s (B, Ns, H, W) or (B, Ns, 1, 1)."""
+
+    def __init__(self, *, channels: int, style_dim: int, hidden: int, normalization: str) -> None:
+        super().__init__()
+        if normalization == "batch":
+            # Plain BatchNorm2d: training converts it to SyncBatchNorm (CUDA) or its own all-reduce variant (CPU).
+            self.norm = nn.BatchNorm2d(channels, affine=True)
+        else:
+            self.norm = nn.InstanceNorm2d(channels, affine=False)
+        self.shared = nn.Conv2d(style_dim, hidden, 1)
+        self.gamma = nn.Conv2d(hidden, channels, 1)
+        self.beta = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        a = F.relu(self.shared(s))
+        return self.norm(x) * (1 + self.gamma(a)) + self.beta(a)
+
+    def norm_affine(self) -> tuple[Tensor, Tensor]:
+        """Eval BatchNorm as x·a + b, a and b (C,)."""
+        n = self.norm
+        a = n.weight * torch.rsqrt(n.running_var + n.eps)
+        return a, n.bias - n.running_mean * a
+
+    def constant_affine(self, s: Tensor) -> tuple[Tensor, Tensor]:
+        """For a style s (B, Ns) shared by every pixel: the whole eval SPADE as x·A + B, A and B (B, C)."""
+        hidden = F.relu(F.linear(s, _matrix(self.shared), self.shared.bias))
+        g = 1 + F.linear(hidden, _matrix(self.gamma), self.gamma.bias)
+        a, b = self.norm_affine()
+        return a * g, b * g + F.linear(hidden, _matrix(self.beta), self.beta.bias)
+
+    def varying_weights(self) -> tuple[Tensor, Tensor]:
+        """For a per-pixel style: (W (hidden, 2C), c (2C,)) with [A | B] = relu(shared(s)) @ W + c and the eval
+        SPADE = x·A + B (BN's a, b folded into the γ and β columns)."""
+        a, b = self.norm_affine()
+        wg, wb = _matrix(self.gamma).t(), _matrix(self.beta).t()  # (hidden, C)
+        g1 = self.gamma.bias + 1
+        return torch.cat([wg * a, wg * b + wb], dim=1), torch.cat([g1 * a, g1 * b + self.beta.bias])
+
+
+def _matrix(conv: nn.Conv2d) -> Tensor:
+    """A 1×1 conv's weight as a (C_out, C_in) matrix."""
+    return _flat(conv.weight)
+
+
+def _flat(weight: Tensor) -> Tensor:
+    return weight.reshape(weight.shape[0], -1)
+
+
+class SpadeBlock(nn.Module):
+    """SPADE → lrelu 0.2 → SN conv, twice; + input when `residual`. kernel_size 1 (paper) or 3 (upsampling ablation)."""
+
+    def __init__(self, *, channels: int, style_dim: int, hidden: int, normalization: str, residual: bool,
+                 kernel_size: int = 1) -> None:
+        super().__init__()
+        spade = dict(channels=channels, style_dim=style_dim, hidden=hidden, normalization=normalization)
+        self.spade_0 = SpatiallyAdaptiveNorm(**spade)
+        self.spade_1 = SpatiallyAdaptiveNorm(**spade)
+        pad = kernel_size // 2
+        self.conv_0 = nn.utils.spectral_norm(nn.Conv2d(channels, channels, kernel_size, padding=pad))
+        self.conv_1 = nn.utils.spectral_norm(nn.Conv2d(channels, channels, kernel_size, padding=pad))
+        self.residual = residual
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        y = self.conv_0(F.leaky_relu(self.spade_0(x, s), 0.2))
+        y = self.conv_1(F.leaky_relu(self.spade_1(y, s), 0.2))
+        return y + x if self.residual else y
+
+
+class Backbone(nn.Module):
+    """style_map (B, Ns, h, w) pose styles + w (B, Ns) → image (B, 3, H, W), or (B, 3, N) at `pixels`.
+
+    With `conditioning="feed_forward"` (ablation) the style map is the full-resolution pose field, added to the
+    Fourier input through a 1×1 conv (`feature_input`), and every block gets w."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        c, ns = config.feature_dim, config.feature_dim
+        self.config = config
+        self.coord_input = nn.Conv2d(2, c, 1)
+        nn.init.uniform_(self.coord_input.weight, -math.sqrt(9 / 2), math.sqrt(9 / 2))
+        self.feature_input = nn.Conv2d(ns, c, 1) if config.conditioning == "feed_forward" else None
+        n = config.backbone_blocks
+        self.blocks = nn.ModuleList(
+            SpadeBlock(channels=c, style_dim=ns, hidden=config.spade_hidden, normalization=config.normalization,
+                       residual=i >= n // 2)
+            for i in range(n)
+        )
+        self.to_rgb = nn.ModuleDict({str(i): nn.Conv2d(c, 3, 1) for i in range(FIRST_RGB_BLOCK, n)})
+        with torch.no_grad():
+            for rgb in self.to_rgb.values():
+                rgb.weight.mul_(0.25)
+        styled = config.pose_blocks if config.conditioning == "styles" else ()
+        self.map_blocks = frozenset(styled)  # blocks whose style varies per pixel
+
+    # ---- shared helpers -------------------------------------------------------------------------------------
+    def _check(self, style_map: Tensor, w: Tensor) -> None:
+        ns = self.config.feature_dim
+        if w.ndim != 2 or w.shape[1] != ns:
+            raise ValueError(f"w must be (B, {ns}); got {tuple(w.shape)}")
+        if style_map.ndim != 4 or style_map.shape[:2] != (w.shape[0], ns):
+            raise ValueError(f"style_map must be ({w.shape[0]}, {ns}, h, w); got {tuple(style_map.shape)}")
+
+    def _map_style(self, sampled_map: Tensor, w: Tensor) -> Tensor:
+        return sampled_map + w if self.config.pose_mode == "mixed" else sampled_map
+
+    def forward(self, style_map: Tensor, w: Tensor, *, pixels: Tensor | None = None, fast: bool = True,
+                tile_pixels: int = 16384) -> Tensor:
+        """pixels: (N, 2) int64 (x, y) output pixels, computed exactly (eval mode, batch norm only)."""
+        self._check(style_map, w)
+        height, width = self.config.height, self.config.width
+        if pixels is not None:
+            if self.training or self.config.normalization == "instance":
+                raise ValueError("pixels= needs eval mode and batch norm: batch statistics (training) and instance "
+                                 "norm couple all pixels of an image; render the whole image instead")
+            if pixels.ndim != 2 or pixels.shape[1] != 2 or pixels.dtype.is_floating_point:
+                raise ValueError(f"pixels must be (N, 2) integer (x, y); got {tuple(pixels.shape)} {pixels.dtype}")
+            if len(pixels) and (pixels.min() < 0 or (pixels[:, 0].max() >= width) or pixels[:, 1].max() >= height):
+                raise ValueError(f"pixels outside the {width}×{height} image")
+        if fast and not self.training and self.config.normalization == "batch":
+            return self._forward_fast(style_map, w, pixels, tile_pixels)
+        image = self._forward_nchw(style_map, w, per_pixel=not fast)
+        if pixels is None:
+            return image
+        return image[:, :, pixels[:, 1], pixels[:, 0]]
+
+    # ---- naive and training paths (NCHW, through the modules) ----------------------------------------------
+    def _forward_nchw(self, style_map: Tensor, w: Tensor, *, per_pixel: bool) -> Tensor:
+        b, (height, width) = w.shape[0], (self.config.height, self.config.width)
+        grid = coordinate_grid(height, width, device=w.device).expand(b, -1, -1, -1)
+        full_map = F.interpolate(style_map, (height, width), mode="bilinear", align_corners=False)
+        x = torch.sin(self.coord_input(grid))
+        if self.feature_input is not None:
+            x = x + self.feature_input(full_map)
+        w_style = w[:, :, None, None]
+        if per_pixel:
+            w_style = w_style.expand(-1, -1, height, width)
+        rgb = None
+        for i, block in enumerate(self.blocks):
+            x = block(x, self._map_style(full_map, w_style) if i in self.map_blocks else w_style)
+            if i >= FIRST_RGB_BLOCK:
+                y = self.to_rgb[str(i)](x)
+                rgb = y if rgb is None else rgb + y
+        return rgb
+
+    # ---- fast eval path (folded, channels-last matmuls, any pixel subset) -----------------------------------
+    def _forward_fast(self, style_map: Tensor, w: Tensor, pixels: Tensor | None, tile_pixels: int) -> Tensor:
+        b, (height, width) = w.shape[0], (self.config.height, self.config.width)
+        px = all_pixels(height, width, device=w.device) if pixels is None else pixels.to(w.device)
+        plan = self._fold(w)
+        out = torch.empty(b, 3, len(px), device=w.device, dtype=torch.float32)
+        for start in range(0, len(px), tile_pixels):
+            tile = px[start:start + tile_pixels]
+            out[:, :, start:start + len(tile)] = self._tile(plan, style_map, w, tile).transpose(1, 2)
+        return out if pixels is not None else out.reshape(b, 3, height, width)
+
+    def _fold(self, w: Tensor) -> dict:
+        """Per-image constants: SPADE affines of constant-style blocks, folded weights of map-style blocks."""
+        plan: dict = {"spades": [], "convs": [], "rgb": {}}
+        shared_w, shared_b = [], []
+        for i, block in enumerate(self.blocks):
+            for spade in (block.spade_0, block.spade_1):
+                if i in self.map_blocks:
+                    shared_w.append(_matrix(spade.shared).t())
+                    bias = spade.shared.bias.expand(w.shape[0], -1)
+                    if self.config.pose_mode == "mixed":  # shared(map + w) = map @ W + (w @ W + bias)
+                        bias = bias + w @ shared_w[-1]
+                    shared_b.append(bias)
+                    plan["spades"].append(("map", len(shared_w) - 1, *spade.varying_weights()))
+                else:
+                    plan["spades"].append(("const", *spade.constant_affine(w)))
+            for conv in (block.conv_0, block.conv_1):
+                plan["convs"].append((_flat(sn_weight(conv)).t(), conv.bias))
+        for key, rgb in self.to_rgb.items():
+            plan["rgb"][int(key)] = (_matrix(rgb).t(), rgb.bias)
+        if shared_w:
+            plan["shared"] = (torch.cat(shared_w, dim=1), torch.cat(shared_b, dim=1))
+        return plan
+
+    def _tile(self, plan: dict, style_map: Tensor, w: Tensor, px: Tensor) -> Tensor:
+        """One tile of n pixels for all B images → rgb (B, n, 3) float32."""
+        b, n, c = w.shape[0], len(px), self.config.feature_dim
+        rows = torch.linspace(-1.0, 1.0, self.config.height, device=px.device)[px[:, 1]]
+        cols = torch.linspace(-1.0, 1.0, self.config.width, device=px.device)[px[:, 0]]
+        x = torch.sin(F.linear(torch.stack([rows, cols], dim=1), _matrix(self.coord_input), self.coord_input.bias))
+        x = x.expand(b, n, c)
+        if self.feature_input is not None or "shared" in plan:
+            s = sample_bilinear(style_map, px, self.config.height, self.config.width)  # (B, n, Ns)
+        if self.feature_input is not None:
+            x = x + F.linear(s, _matrix(self.feature_input), self.feature_input.bias)
+        x = x.reshape(b * n, c)
+        if "shared" in plan:  # hidden activations of every map-style SPADE in one matmul
+            ws, bs = plan["shared"]
+            hidden = F.relu(torch.matmul(s, ws) + bs[:, None, :]).reshape(b * n, -1)
+        inplace = not torch.is_grad_enabled()
+        rgb = torch.zeros(b * n, 3, device=x.device, dtype=torch.float32)
+        spades, convs = iter(plan["spades"]), iter(plan["convs"])
+        for i, block in enumerate(self.blocks):
+            x_in = x
+            for _ in range(2):
+                spade = next(spades)
+                if spade[0] == "const":
+                    a, bias = spade[1], spade[2]
+                    x = torch.addcmul(bias[:, None, :], x.view(b, n, c), a[:, None, :]).reshape(b * n, c)
+                else:
+                    _, k, wgb, cgb = spade
+                    h = hidden[:, k * wgb.shape[0]:(k + 1) * wgb.shape[0]]
+                    gb = torch.addmm(cgb, h, wgb)
+                    x = torch.addcmul(gb[:, c:], x, gb[:, :c])
+                x = F.leaky_relu(x, 0.2, inplace=inplace)
+                weight, bias = next(convs)
+                x = torch.addmm(bias, x, weight)
+            if block.residual:
+                x = x + x_in
+            if i in plan["rgb"]:
+                weight, bias = plan["rgb"][i]
+                rgb = rgb + torch.addmm(bias, x, weight).float()
+        return rgb.reshape(b, n, 3)
+
+
+def backbone_flops(config: GeneratorConfig, *, fast: bool) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one image through the pixel-wise backbone; elementwise ops (sin, norm
+    affines, lrelu, bilinear sampling) are not counted. Naive: every SPADE per pixel; fast: constant-style SPADEs
+    once per image."""
+    c, ns, hid, n = config.feature_dim, config.feature_dim, config.spade_hidden, config.height * config.width
+    spade = ns * hid + 2 * hid * c
+    per_pixel = 2 * c + config.backbone_blocks * 2 * c * c + (config.backbone_blocks - FIRST_RGB_BLOCK) * 3 * c
+    per_image = 0
+    map_blocks = len(config.pose_blocks) if config.conditioning == "styles" else 0
+    if config.conditioning == "feed_forward":
+        per_pixel += ns * c
+    const_spades = 2 * (config.backbone_blocks - map_blocks)
+    per_pixel += 2 * map_blocks * spade
+    if fast:
+        per_image += const_spades * spade
+    else:
+        per_pixel += const_spades * spade
+    return 2 * (per_pixel * n + per_image)
