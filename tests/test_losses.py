@@ -1,0 +1,77 @@
+"""training/losses.py: the class-balanced cross-entropy against hand-computed values, the D/G losses, R1."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from training import losses
+
+
+def _logits_from_probs(probs):
+    """(N, C) probabilities of N pixels → logits (1, C, 1, N)."""
+    return torch.log(torch.tensor(probs, dtype=torch.float64)).T[None, :, None, :]
+
+
+def test_balanced_cross_entropy_hand_computed():
+    # 4 pixels: targets 1, 1, 2, 0. Classes ≥ 1 present: 1 (2 pixels), 2 (1 pixel) → K = 2, N = 4:
+    # w1 = 4 / (2·2) = 1, w2 = 4 / (2·1) = 2, w0 = 0.
+    probs = [(0.25, 0.5, 0.25), (0.1, 0.8, 0.1), (0.2, 0.2, 0.6), (0.5, 0.25, 0.25)]
+    logits = _logits_from_probs(probs)
+    target = torch.tensor([[[1, 1, 2, 0]]])
+    expected = (1 * -math.log(0.5) + 1 * -math.log(0.8) + 2 * -math.log(0.6) + 0) / 4
+    assert math.isclose(losses.balanced_cross_entropy(logits, target).item(), expected, rel_tol=1e-6)
+
+
+def test_balanced_cross_entropy_counts_over_the_batch():
+    # Two images of 2 pixels: image 0 all background, image 1 one part-5 pixel and one background pixel.
+    # Over the batch: n1 = 3, n5 = 1, K = 2, N = 4 → w1 = 4/6, w5 = 2.
+    logits = torch.randn(2, 26, 1, 2, dtype=torch.float64)
+    target = torch.tensor([[[1, 1]], [[5, 1]]])
+    ce = F.cross_entropy(logits, target, reduction="none")
+    w = torch.tensor([[[4 / 6, 4 / 6]], [[2.0, 4 / 6]]], dtype=torch.float64)
+    assert torch.allclose(losses.balanced_cross_entropy(logits, target), (w * ce).mean())
+
+
+def test_all_fake_target_is_plain_mean_and_fake_loss_agrees():
+    logits = torch.randn(2, 26, 3, 2)
+    zeros = torch.zeros(2, 3, 2, dtype=torch.int64)
+    plain = F.cross_entropy(logits, zeros)
+    assert torch.allclose(losses.balanced_cross_entropy(logits, zeros), plain)
+    assert torch.allclose(losses.fake_cross_entropy(logits), plain)
+
+
+def test_discriminator_and_generator_losses():
+    real, fake = torch.randn(2, 26, 4, 2), torch.randn(2, 26, 4, 2)
+    target = torch.randint(1, 26, (2, 4, 2))
+    d = losses.discriminator_loss(real, fake, target, kind="segmentation")
+    assert torch.allclose(d, losses.balanced_cross_entropy(real, target) + losses.fake_cross_entropy(fake))
+    assert torch.allclose(losses.generator_loss(fake, target, kind="segmentation"),
+                          losses.balanced_cross_entropy(fake, target))
+    r1, f1 = torch.randn(2, 1, 4, 2), torch.randn(2, 1, 4, 2)
+    assert torch.allclose(losses.discriminator_loss(r1, f1, target, kind="binary"),
+                          F.softplus(-r1).mean() + F.softplus(f1).mean())
+    assert torch.allclose(losses.generator_loss(f1, target, kind="binary"), F.softplus(-f1).mean())
+    # a perfect discriminator: real pixels labelled with their parts, fake pixels as class 0
+    good_real = F.one_hot(target, 26).permute(0, 3, 1, 2).float() * 20
+    good_fake = F.one_hot(torch.zeros_like(target), 26).permute(0, 3, 1, 2).float() * 20
+    assert losses.discriminator_loss(good_real, good_fake, target, kind="segmentation") < 1e-6
+    assert losses.generator_loss(good_fake, target, kind="segmentation") > 10
+
+
+def test_r1_penalty_matches_analytic_gradient_and_official_form_is_zero():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 1, 1)
+    image = torch.randn(2, 3, 4, 2)
+    # binary: score = Σ_pixels w·x + b → ∂score/∂x = w at every pixel → ‖∇‖² = H·W·‖w‖² per image
+    expected = 4 * 2 * conv.weight.square().sum()
+    assert torch.allclose(losses.r1_penalty(conv, image, kind="binary"), expected)
+    # segmentation: the official Σ softmax has zero gradient; ours does not, and R1 is differentiable in D
+    seg = torch.nn.Conv2d(3, 26, 1)
+    x = image.clone().requires_grad_(True)
+    (official,) = torch.autograd.grad(seg(x).softmax(1).sum(), x)
+    assert official.abs().max() < 1e-5
+    penalty = losses.r1_penalty(seg, image, kind="segmentation")
+    assert penalty > 1e-3
+    penalty.backward()
+    assert seg.weight.grad is not None and seg.weight.grad.abs().sum() > 0

@@ -1,0 +1,93 @@
+"""Adversarial losses: OASIS-style class-balanced segmentation loss, R1, and the binary ablation (spec §2.3).
+
+Segmentation loss (the paper's): the discriminator labels every pixel of a real image with its part (1 =
+background, 2..25 = parts) and every pixel of a generated image as 0 = fake; the generator is trained to make the
+discriminator see, at every pixel, the part that its conditioning body puts there. That is what ties the image to
+the pose (supp. §2: a binary loss loses pose conditioning, hence the `binary` ablation).
+
+R1: the official penalty differentiates Σ softmax(D(x)) — identically 1 per pixel, so its gradient is zero and the
+penalty is a no-op. Ours differentiates a real scalar: Σ log(1 − p_fake) over pixels (segmentation) or Σ logit
+(binary), the log-probability that each pixel is real.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LossKind = Literal["segmentation", "binary"]
+
+
+def _wide(x: Tensor) -> Tensor:
+    """float16/bfloat16 logits (autocast) → float32, so the losses are computed at full precision."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def balanced_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Class-balanced cross-entropy over a batch (spec §2.3).
+
+    logits (B, C, H, W); target (B, H, W) int64 in 0..C−1. For the classes c ≥ 1 present in the target, with n_c
+    pixels each and K such classes, class c weighs w_c = (B·H·W) / (K·n_c) and class 0 weighs 0, so each present
+    class contributes equally however small. Returns the mean over pixels of w_target · CE. A target with no class
+    ≥ 1 (all fake) gives the plain mean CE.
+    """
+    if logits.ndim != 4 or target.shape != (logits.shape[0], *logits.shape[2:]):
+        raise ValueError(f"logits (B, C, H, W) and target (B, H, W) expected; got {tuple(logits.shape)} and "
+                         f"{tuple(target.shape)}")
+    ce = F.cross_entropy(_wide(logits), target, reduction="none")
+    counts = torch.bincount(target.reshape(-1), minlength=logits.shape[1]).to(ce.dtype)
+    counts[0] = 0
+    present = counts > 0
+    num_present = present.sum()
+    if num_present == 0:
+        return ce.mean()
+    weights = torch.where(present, target.numel() / (num_present * counts.clamp_min(1)), torch.zeros_like(counts))
+    return (weights[target] * ce).mean()
+
+
+def fake_cross_entropy(logits: Tensor) -> Tensor:
+    """Mean CE of every pixel against class 0 (fake): the discriminator's loss on generated images."""
+    return F.cross_entropy(_wide(logits), torch.zeros_like(logits[:, 0], dtype=torch.int64))
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, real_target: Tensor, *, kind: LossKind) -> Tensor:
+    """D loss. Segmentation: CE_bal(D(real), parts) + CE(D(fake), 0). Binary: softplus(−D(real)) + softplus(D(fake)),
+    means over pixels. real_target (B, H, W) int64 part labels (unused by the binary loss)."""
+    if kind == "segmentation":
+        return balanced_cross_entropy(real_logits, real_target) + fake_cross_entropy(fake_logits)
+    if kind == "binary":
+        return F.softplus(-_wide(real_logits)).mean() + F.softplus(_wide(fake_logits)).mean()
+    raise ValueError(f"loss kind must be 'segmentation' or 'binary', got {kind!r}")
+
+
+def generator_loss(fake_logits: Tensor, target: Tensor, *, kind: LossKind) -> Tensor:
+    """G loss. Segmentation: CE_bal(D(G(z | body, camera)), target), target (B, H, W) the part map the image should
+    show. Binary: the non-saturating softplus(−D(fake)), which ignores the target."""
+    if kind == "segmentation":
+        return balanced_cross_entropy(fake_logits, target)
+    if kind == "binary":
+        return F.softplus(-_wide(fake_logits)).mean()
+    raise ValueError(f"loss kind must be 'segmentation' or 'binary', got {kind!r}")
+
+
+def real_score(logits: Tensor, *, kind: LossKind) -> Tensor:
+    """Scalar whose input gradient R1 penalises: Σ over pixels of log(1 − p_fake) = logsumexp(parts, bg) −
+    logsumexp(all) (segmentation), or Σ logits (binary)."""
+    logits = _wide(logits)
+    if kind == "segmentation":
+        return (torch.logsumexp(logits[:, 1:], dim=1) - torch.logsumexp(logits, dim=1)).sum()
+    return logits.sum()
+
+
+def r1_penalty(discriminator: nn.Module, real: Tensor, *, kind: LossKind) -> Tensor:
+    """Mean over the batch of ‖∂ real_score / ∂ image‖², in float32 (no autocast); differentiable in D.
+
+    real: (B, 3, H, W). The caller scales it by ½·λ and the lazy-regularisation gain."""
+    real = real.detach().float().requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        score = real_score(discriminator(real), kind=kind)
+    (grad,) = torch.autograd.grad(score, real, create_graph=True)
+    return grad.square().sum(dim=(1, 2, 3)).mean()
