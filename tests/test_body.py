@@ -282,7 +282,7 @@ def test_converter_refuses_a_pickle_that_calls_os_system(tmp_path):
 def test_converter_refuses_unknown_classes_and_non_dicts(tmp_path):
     path = tmp_path / "other.pkl"
     path.write_bytes(pickle.dumps({"v_template": Rotation.identity()}))
-    with pytest.raises(ValueError, match=r"scipy\.spatial\.transform\._rotation\.Rotation"):
+    with pytest.raises(ValueError, match=r"references scipy\.spatial\.transform\.\S*Rotation"):
         convert_smpl_pickle(path, tmp_path / "out.npz")
     path.write_bytes(pickle.dumps([1, 2]))
     with pytest.raises(ValueError, match="holds a list"):
