@@ -315,7 +315,8 @@ def paste(crop_image: Tensor, homography: Tensor, scene_w: int, scene_h: int, *,
     crop_image: (B, C, h, w) float, or int labels with mode="nearest"; homography: (B, 3, 3) crop pixel → scene
     pixel (from crop_camera). Returns the image (B, C, scene_h, scene_w), same dtype (zeros outside the crop), and
     the validity mask (B, 1, scene_h, scene_w) bool: scene pixels whose centre maps inside the crop frame.
-    Colour uses mode="bilinear" (border-clamped at the crop's edge); labels use mode="nearest".
+    Colour uses mode="bilinear" (border-clamped at the crop's edge); labels and depth keys use mode="nearest"
+    (which carries inf values through unchanged).
     """
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"paste mode must be 'bilinear' or 'nearest', got {mode!r}")
@@ -334,7 +335,7 @@ def paste(crop_image: Tensor, homography: Tensor, scene_w: int, scene_h: int, *,
     grid = grid.where(inside[..., None], torch.full_like(grid, -2.0)).to(dtype).reshape(B, scene_h, scene_w, 2)
     out = F.grid_sample(crop_image.to(dtype), grid, mode=mode, padding_mode="border", align_corners=False)
     valid = inside.reshape(B, 1, scene_h, scene_w)
-    out = out * valid
+    out = torch.where(valid, out, torch.zeros_like(out))                             # where, not ×: keeps inf keys
     if not crop_image.is_floating_point():
         out = out.round().to(crop_image.dtype)
     return out, valid

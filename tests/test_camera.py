@@ -297,3 +297,16 @@ def test_paste_bilinear_colour_and_validity():
     assert torch.allclose(out[0].permute(1, 2, 0)[interior], q[interior], atol=1e-4)
     assert (out[0][:, ~valid[0, 0]] == 0).all()
     assert not valid[0, 0][(q[..., 0] < -0.6) | (q[..., 1] > 63.6)].any()
+
+
+def test_paste_nearest_keeps_labels_and_infinite_keys():
+    cam = scene_camera()
+    v = torch.as_tensor(load_body()[0], dtype=torch.float64)[None]
+    _, hom = crop_camera(cam, v, width=32, height=64)
+    labels = torch.randint(1, 26, (1, 1, 64, 32))
+    out, valid = paste(labels, hom, 640, 480, mode="nearest")
+    assert out.dtype == torch.int64 and set(out[valid].unique().tolist()) <= set(labels.unique().tolist())
+    keys = torch.full((1, 1, 64, 32), float("inf"), dtype=torch.float64)
+    keys[..., :32, :] = 2.0
+    out, valid = paste(keys, hom, 640, 480, mode="nearest")
+    assert not out.isnan().any() and out.isinf().any() and (out[valid] == 2.0).any()
