@@ -182,8 +182,9 @@ class Backbone(nn.Module):
         return sampled_map + w if self.config.pose_mode == "mixed" else sampled_map
 
     def forward(self, style_map: Tensor, w: Tensor, *, pixels: Tensor | None = None, fast: bool = True,
-                tile_pixels: int = 16384) -> Tensor:
-        """pixels: (N, 2) int64 (x, y) output pixels, computed exactly (eval mode, batch norm only)."""
+                tile_pixels: int = 16384, folded: dict | None = None) -> Tensor:
+        """pixels: (N, 2) int64 (x, y) output pixels, computed exactly (eval mode, batch norm only), in tiles of
+        `tile_pixels`. folded: `fold(w)` computed beforehand (it depends on w only), reused across tiles."""
         self._check(style_map, w)
         height, width = self.config.height, self.config.width
         if pixels is not None:
@@ -195,7 +196,7 @@ class Backbone(nn.Module):
             if len(pixels) and (pixels.min() < 0 or (pixels[:, 0].max() >= width) or pixels[:, 1].max() >= height):
                 raise ValueError(f"pixels outside the {width}×{height} image")
         if fast and not self.training and self.config.normalization == "batch":
-            return self._forward_fast(style_map, w, pixels, tile_pixels)
+            return self._forward_fast(style_map, w, pixels, tile_pixels, folded)
         image = self._forward_nchw(style_map, w, per_pixel=not fast)
         if pixels is None:
             return image
@@ -221,18 +222,20 @@ class Backbone(nn.Module):
         return rgb
 
     # ---- fast eval path (folded, channels-last matmuls, any pixel subset) -----------------------------------
-    def _forward_fast(self, style_map: Tensor, w: Tensor, pixels: Tensor | None, tile_pixels: int) -> Tensor:
+    def _forward_fast(self, style_map: Tensor, w: Tensor, pixels: Tensor | None, tile_pixels: int,
+                      folded: dict | None) -> Tensor:
         b, (height, width) = w.shape[0], (self.config.height, self.config.width)
         px = all_pixels(height, width, device=w.device) if pixels is None else pixels.to(w.device)
-        plan = self._fold(w)
+        plan = self.fold(w) if folded is None else folded
         out = torch.empty(b, 3, len(px), device=w.device, dtype=torch.float32)
         for start in range(0, len(px), tile_pixels):
             tile = px[start:start + tile_pixels]
             out[:, :, start:start + len(tile)] = self._tile(plan, style_map, w, tile).transpose(1, 2)
         return out if pixels is not None else out.reshape(b, 3, height, width)
 
-    def _fold(self, w: Tensor) -> dict:
-        """Per-image constants: SPADE affines of constant-style blocks, folded weights of map-style blocks."""
+    def fold(self, w: Tensor) -> dict:
+        """The fast path's per-image constants for w (B, Ns), eval mode: SPADE affines of the w-styled blocks, folded
+        γ/β weights of the map-styled ones, convs with 1/σ applied, all as (in, out) matrices."""
         plan: dict = {"spades": [], "convs": [], "rgb": {}}
         shared_w, shared_b = [], []
         for i, block in enumerate(self.blocks):
