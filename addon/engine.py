@@ -1,0 +1,232 @@
+"""The HumanGAN render engine (design.md §1): F12 stills, Ctrl+F12 animations through Blender's own output
+settings, and the progressive viewport preview (preview.py).
+
+Passes, in Blender's layout:
+- Combined: scene-linear Rec.709 RGB, premultiplied alpha, row 0 at the bottom. The generator's colours are
+  sRGB-encoded (as the photos it learnt from); they are decoded to linear here, so with the view transform
+  "Standard" a saved PNG holds exactly the generator's colours. Blender's default "AgX" tone-maps them.
+- Depth (View Layer > Passes > Z): camera z in metres (distance along the view axis), 1e10 where there is no body
+  (Cycles' background value).
+- Body Part: SMPL joint index + 1 of the body part seen (1 = pelvis … 24 = right hand), 0 = background; a
+  vertex belongs to its dominant skinning joint.
+
+Errors never stop Blender: a character that cannot be read, a model or body file that is missing or does not
+match are reported (Info bar, and LAST_REPORTS for the panel) naming the character and file; the other
+characters render. Esc is checked before every tile (Renderer.render's should_stop).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import bpy
+import numpy as np
+
+from neural.renderer import FrameResult
+
+from . import preview
+from .scene import SceneError, SceneFrame, read_frame, render_size
+from .ui import ENGINE_ID
+
+BACKGROUND_DEPTH = 1e10
+PART_PASS = "Body Part"
+LAST_REPORTS: list[str] = []  # the latest render's problems, shown in the render panel
+_RENDERERS: dict[tuple, object] = {}
+_BODIES: dict[tuple, object] = {}
+
+Report = Callable[[str], None]
+
+
+def _stamp(path: Path | None) -> tuple:
+    return (str(path), os.path.getmtime(path)) if path is not None and path.is_file() else (str(path), None)
+
+
+def model_path(scene: bpy.types.Scene) -> Path | None:
+    """The scene's model file, or None for the default model."""
+    name = scene.humangan.model_file
+    return Path(bpy.path.abspath(name)) if name else None
+
+
+def body_path(body_file: str) -> Path:
+    """An absolute body file ('' = the free body); scene.py resolves Blender's '//' paths on the main thread."""
+    from neural.body import free_body_path
+
+    return Path(body_file) if body_file else free_body_path()
+
+
+def get_renderer(model: Path | None, body_file: str, device: str):
+    """A cached neural.Renderer (reloaded when a file changes); raises what the Renderer raises."""
+    from neural.renderer import Renderer
+
+    body = body_path(body_file)
+    key = (_stamp(model), _stamp(body), device)
+    if key not in _RENDERERS:
+        _RENDERERS.clear()  # one model in memory at a time
+        _RENDERERS[key] = Renderer(model_path=model, body_path=body, device=device.lower())
+    return _RENDERERS[key]
+
+
+def rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
+    """The body model's rest pelvis (3,) for these betas, body frame (so the model's pelvis lands on the rig's)."""
+    import torch
+    from neural.body import BodyModel
+
+    path = body_path(body_file)
+    key = _stamp(path)
+    if key not in _BODIES:
+        _BODIES[key] = BodyModel.load(path)
+    body = _BODIES[key]
+    betas = torch.as_tensor(np.asarray(betas, np.float32)[: body.num_betas])[None]
+    with torch.no_grad():
+        return body(betas=betas).joints[0, 0].double().numpy()
+
+
+def composite(results: list[FrameResult]) -> FrameResult:
+    """Per-pixel depth-ordered "over" of frame results (one per body file); a single result passes through."""
+    if len(results) == 1:
+        return results[0]
+    depth = np.stack([r.depth for r in results])                      # (K, H, W), inf = empty
+    order = np.argsort(depth, axis=0, kind="stable")
+    rgba = np.take_along_axis(np.stack([r.rgba for r in results]), order[..., None], 0)
+    out = np.zeros(rgba.shape[1:], np.float32)
+    transmittance = np.ones(rgba.shape[1:3], np.float32)
+    for layer in rgba:                                                 # front to back, premultiplied
+        a = layer[..., 3]
+        out[..., :3] += (transmittance * a)[..., None] * layer[..., :3]
+        out[..., 3] += transmittance * a
+        transmittance *= 1 - a
+    alpha = out[..., 3:]
+    out[..., :3] = np.where(alpha > 0, out[..., :3] / np.maximum(alpha, 1e-12), 0)
+    parts = np.take_along_axis(np.stack([r.parts for r in results]), order[:1], 0)[0]
+    return FrameResult(rgba=out, depth=depth.min(0), parts=parts)
+
+
+def empty_result(width: int, height: int) -> FrameResult:
+    return FrameResult(rgba=np.zeros((height, width, 4), np.float32), depth=np.full((height, width), np.inf, np.float32),
+                       parts=np.ones((height, width), np.uint8))
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """The sRGB decoding (IEC 61966-2-1), elementwise on [0, 1]."""
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def to_passes(result: FrameResult) -> dict[str, np.ndarray]:
+    """Blender pass buffers (flat float32, row 0 at the bottom) from a FrameResult (row 0 at the top)."""
+    rgba = result.rgba[::-1]
+    combined = np.empty_like(rgba)
+    combined[..., :3] = srgb_to_linear(np.clip(rgba[..., :3], 0, 1)) * rgba[..., 3:]
+    combined[..., 3] = rgba[..., 3]
+    depth = np.where(np.isfinite(result.depth), result.depth, BACKGROUND_DEPTH)[::-1]
+    parts = result.parts[::-1].astype(np.float32) - 1
+    return {"Combined": combined.ravel(), "Depth": np.ascontiguousarray(depth, np.float32).ravel(),
+            PART_PASS: np.ascontiguousarray(parts).ravel()}
+
+
+def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: Report,
+                 should_stop: Callable[[], bool] | None = None,
+                 on_progress: Callable[[float], None] | None = None, stride: int = 1) -> FrameResult | None:
+    """Render a SceneFrame, one Renderer per body file; None when cancelled. Failures are reported by name.
+    No bpy access: the viewport preview calls this from its worker thread."""
+    from neural.renderer import RenderCancelled
+
+    groups = frame.requests()
+    results = []
+    for index, (body_file, names, request) in enumerate(groups):
+        def progress(fraction: float, index=index) -> None:
+            if on_progress is not None:
+                on_progress((index + fraction) / len(groups))
+
+        who = ", ".join(f"'{n}'" for n in names)
+        try:
+            renderer = get_renderer(model, body_file, device)
+        except Exception as error:  # a missing / wrong model or body file must not stop the other characters
+            report(f"HumanGAN: cannot render {who}: {error}")
+            continue
+        try:
+            results.append(renderer.render(request, should_stop=should_stop, on_progress=progress, stride=stride))
+        except RenderCancelled:
+            return None
+        except Exception as error:
+            report(f"HumanGAN: rendering {who} failed: {type(error).__name__}: {error}")
+    return composite(results) if results else empty_result(frame.width, frame.height)
+
+
+class HumanGanEngine(bpy.types.RenderEngine):
+    bl_idname = ENGINE_ID
+    bl_label = "HumanGAN"
+    bl_use_preview = False
+    bl_use_shading_nodes_custom = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.preview = None
+
+    def __del__(self):
+        if getattr(self, "preview", None) is not None:
+            self.preview.stop()
+
+    def update_render_passes(self, scene=None, renderlayer=None):
+        self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
+        if renderlayer.use_pass_z:
+            self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
+        self.register_pass(scene, renderlayer, PART_PASS, 1, "X", "VALUE")
+
+    def _report(self, message: str) -> None:
+        LAST_REPORTS.append(message)
+        self.report({"WARNING"}, message)
+
+    def render(self, depsgraph):
+        scene = depsgraph.scene
+        width, height = render_size(scene)
+        LAST_REPORTS.clear()
+        result = None
+        try:
+            frame = read_frame(depsgraph, rest_pelvis=safe_rest_pelvis)
+            for problem in frame.problems:
+                self._report(problem)
+            self.update_stats("", f"HumanGAN | frame {scene.frame_current} | {len(frame.jobs)} characters")
+            result = render_frame(frame, model=model_path(scene), device=scene.humangan.device,
+                                  report=self._report, should_stop=self.test_break, on_progress=self.update_progress)
+        except SceneError as error:
+            self._report(f"HumanGAN: {error}")
+            result = empty_result(width, height)
+        except Exception as error:  # never let a bug take Blender down: report and write an empty frame
+            self._report(f"HumanGAN: frame {scene.frame_current} failed: {type(error).__name__}: {error}")
+            result = empty_result(width, height)
+        self.add_pass(PART_PASS, 1, "X")
+        out = self.begin_result(0, 0, width, height)
+        if result is None:  # Esc: Blender discards this frame and keeps the ones already written
+            self.end_result(out, cancel=True)
+            return
+        passes = out.layers[0].passes
+        for name, buffer in to_passes(result).items():
+            target = passes.get(name)
+            if target is not None:
+                target.rect.foreach_set(buffer)
+        self.end_result(out)
+
+    # viewport (Rendered shading): a worker thread refines a reduced-resolution image; see preview.py
+    def view_update(self, context, depsgraph):
+        preview.view_update(self, context, depsgraph)
+
+    def view_draw(self, context, depsgraph):
+        preview.view_draw(self, context, depsgraph)
+
+
+def safe_rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
+    try:
+        return rest_pelvis(body_file, betas)
+    except Exception as error:  # reported per character by scene.read_characters
+        raise ValueError(f"body file {body_path(body_file)}: {error}") from error
+
+
+def register() -> None:
+    bpy.utils.register_class(HumanGanEngine)
+
+
+def unregister() -> None:
+    preview.stop_all()
+    bpy.utils.unregister_class(HumanGanEngine)

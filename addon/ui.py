@@ -1,0 +1,251 @@
+"""Settings, preferences, panels and operators of the HumanGAN extension (design.md §1: the user's side of the
+frame request).
+
+- Preferences: an extra Python path searched first, where a user keeps a CUDA build of torch (`pip install
+  --target DIR torch --index-url https://download.pytorch.org/whl/cu124`); the extension ships torch for the CPU.
+- Scene settings (`scene.humangan`): model file (empty: the default model), device, viewport preview scale.
+- Character settings (`object.humangan`, armatures): enabled, appearance seed, truncation ψ, body file (empty:
+  the free body), betas.
+- Operators: Add > HumanGAN Human, Import Motion (AMASS .npz).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, PointerProperty
+from bpy.props import StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+ENGINE_ID = "HUMANGAN"
+NUM_BETAS = 10
+
+
+def apply_torch_path(path: str) -> str | None:
+    """Put the preference's folder first on sys.path; a message when torch was imported already (restart)."""
+    if not path:
+        return None
+    folder = str(Path(bpy.path.abspath(path)).resolve())
+    if not Path(folder).is_dir():
+        return f"HumanGAN: the torch path {folder} is not a folder"
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    torch = sys.modules.get("torch")
+    if torch is not None and not str(getattr(torch, "__file__", "")).startswith(folder):
+        return f"HumanGAN: torch was already loaded from {Path(torch.__file__).parent}; restart Blender to use {folder}"
+    return None
+
+
+def _torch_path_changed(self, context) -> None:
+    message = apply_torch_path(self.torch_path)
+    if message:
+        print(message)
+
+
+class HumanGanPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    torch_path: StringProperty(
+        name="Extra Python path", subtype="DIR_PATH", update=_torch_path_changed,
+        description="Folder searched before the bundled CPU torch, e.g. one where a CUDA build of torch was "
+                    "installed with pip install --target. Takes effect when torch is first loaded")
+
+    def draw(self, context):
+        self.layout.prop(self, "torch_path")
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            cuda = "CUDA available" if torch.cuda.is_available() else "no CUDA"
+            self.layout.label(text=f"torch {torch.__version__} loaded ({cuda})")
+
+
+class SceneSettings(bpy.types.PropertyGroup):
+    model_file: StringProperty(name="Model", subtype="FILE_PATH",
+                               description="Generator checkpoint (.safetensors); empty: the default model")
+    device: EnumProperty(name="Device", default="AUTO", items=[
+        ("AUTO", "Auto", "CUDA when torch sees a GPU, else the CPU"),
+        ("CPU", "CPU", "Always the CPU"),
+        ("CUDA", "CUDA", "An NVIDIA GPU (needs a CUDA build of torch, see the preferences)")])
+    preview_scale: FloatProperty(name="Preview Scale", default=0.5, min=0.05, max=1.0,
+                                 description="Viewport preview resolution as a fraction of the viewport's pixels")
+
+
+class CharacterSettings(bpy.types.PropertyGroup):
+    enabled: BoolProperty(name="HumanGAN Character", default=False,
+                          description="Render this SMPL armature with HumanGAN")
+    seed: IntProperty(name="Appearance Seed", default=0, min=0, description="The person's look (the latent z)")
+    psi: FloatProperty(name="Truncation ψ", default=0.7, min=0.0, max=1.0,
+                       description="1: the full variety of the model; lower: closer to the average person")
+    body_file: StringProperty(name="Body File", subtype="FILE_PATH",
+                              description="SMPL-format body (.npz) the model was trained with; empty: the free body")
+    betas: FloatVectorProperty(name="Betas", size=NUM_BETAS, default=(0.0,) * NUM_BETAS, soft_min=-3, soft_max=3,
+                               description="Body shape coefficients")
+
+
+def _body_path(settings_path: str):
+    from neural.body import free_body_path
+
+    return Path(bpy.path.abspath(settings_path)) if settings_path else free_body_path()
+
+
+class OBJECT_OT_humangan_human_add(bpy.types.Operator):
+    """Add a rigged SMPL human (armature + skinned body) that HumanGAN renders"""
+
+    bl_idname = "object.humangan_human_add"
+    bl_label = "HumanGAN Human"
+    bl_options = {"REGISTER", "UNDO"}
+
+    body_file: StringProperty(name="Body File", subtype="FILE_PATH",
+                              description="SMPL-format body (.npz); empty: the free body")
+    seed: IntProperty(name="Appearance Seed", default=0, min=0)
+
+    def execute(self, context):
+        from neural.body import BodyModel
+
+        from . import rig
+
+        path = _body_path(self.body_file)
+        try:
+            body = BodyModel.load(path)
+        except (ValueError, FileNotFoundError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if context.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        arm = rig.create_human(context, body, name="Human", body_file=self.body_file)
+        arm.humangan.seed = self.seed
+        for other in context.view_layer.objects:
+            other.select_set(False)
+        arm.select_set(True)
+        context.view_layer.objects.active = arm
+        return {"FINISHED"}
+
+
+class HUMANGAN_OT_import_motion(bpy.types.Operator, ImportHelper):
+    """Import an AMASS-style motion (.npz: poses, trans, betas, mocap_framerate; Z up) onto the active SMPL
+    armature as keyframes at the scene's frame rate"""
+
+    bl_idname = "humangan.import_motion"
+    bl_label = "Import Motion"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    set_betas: BoolProperty(name="Use Betas", default=True, description="Copy the file's betas to the character")
+    set_range: BoolProperty(name="Set Frame Range", default=True, description="End the scene with the motion")
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "ARMATURE"
+
+    def execute(self, context):
+        from . import motion, rig
+
+        arm = context.active_object
+        try:
+            frames = motion.import_motion(context.scene, arm, Path(self.filepath), set_betas=self.set_betas)
+        except (ValueError, FileNotFoundError, rig.RigError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if self.set_range:
+            context.scene.frame_end = context.scene.frame_start + frames - 1
+        self.report({"INFO"}, f"imported {frames} frames onto '{arm.name}'")
+        return {"FINISHED"}
+
+
+class RENDER_PT_humangan(bpy.types.Panel):
+    bl_label = "HumanGAN"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "render"
+    COMPAT_ENGINES = {ENGINE_ID}
+
+    @classmethod
+    def poll(cls, context):
+        return context.engine in cls.COMPAT_ENGINES
+
+    def draw(self, context):
+        settings = context.scene.humangan
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(settings, "model_file")
+        layout.prop(settings, "device")
+        layout.prop(settings, "preview_scale")
+        from . import engine
+
+        for line in engine.LAST_REPORTS[-4:]:
+            layout.label(text=line, icon="ERROR")
+
+
+class OBJECT_PT_humangan_character(bpy.types.Panel):
+    bl_label = "HumanGAN Character"
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "data"
+
+    @classmethod
+    def poll(cls, context):
+        return context.object is not None and context.object.type == "ARMATURE"
+
+    def draw_header(self, context):
+        self.layout.prop(context.object.humangan, "enabled", text="")
+
+    def draw(self, context):
+        from . import rig
+
+        settings = context.object.humangan
+        layout = self.layout
+        layout.use_property_split = True
+        layout.active = settings.enabled
+        try:
+            info = rig.read_rig(context.object)
+            layout.label(text=f"SMPL rig ({info.naming} names)", icon="CHECKMARK")
+        except rig.RigError as error:
+            layout.label(text=str(error)[:90], icon="ERROR")
+        layout.prop(settings, "seed")
+        layout.prop(settings, "psi")
+        layout.prop(settings, "body_file")
+        layout.prop(settings, "betas")
+        layout.operator(HUMANGAN_OT_import_motion.bl_idname, icon="IMPORT")
+
+
+def _add_menu(self, context):
+    self.layout.operator(OBJECT_OT_humangan_human_add.bl_idname, icon="OUTLINER_OB_ARMATURE")
+
+
+CLASSES = (HumanGanPreferences, SceneSettings, CharacterSettings, OBJECT_OT_humangan_human_add,
+           HUMANGAN_OT_import_motion, RENDER_PT_humangan, OBJECT_PT_humangan_character)
+
+
+def _compatible_panels():
+    """Blender's own panels (camera lens, output, dimensions, ...) that Eevee / Workbench show; ours too."""
+    for panel in bpy.types.Panel.__subclasses__():
+        engines = getattr(panel, "COMPAT_ENGINES", None)
+        if isinstance(engines, set) and "BLENDER_RENDER" in engines:
+            yield panel
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.humangan = PointerProperty(type=SceneSettings)
+    bpy.types.Object.humangan = PointerProperty(type=CharacterSettings)
+    bpy.types.VIEW3D_MT_add.append(_add_menu)
+    for panel in _compatible_panels():
+        panel.COMPAT_ENGINES.add(ENGINE_ID)
+    prefs = bpy.context.preferences.addons.get(__package__)
+    if prefs is not None and prefs.preferences is not None:
+        message = apply_torch_path(prefs.preferences.torch_path)
+        if message:
+            print(message)
+
+
+def unregister() -> None:
+    for panel in _compatible_panels():
+        panel.COMPAT_ENGINES.discard(ENGINE_ID)
+    bpy.types.VIEW3D_MT_add.remove(_add_menu)
+    del bpy.types.Object.humangan
+    del bpy.types.Scene.humangan
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
