@@ -131,9 +131,12 @@ def read_characters(depsgraph, K: np.ndarray, w2c: np.ndarray, width: int, heigh
     model's pelvis where the armature's pelvis is. Without it, the rig's own rest pelvis is used.
     """
     jobs, problems = [], []
-    armatures = [o for o in depsgraph.objects if o.type == "ARMATURE" and o.humangan.enabled]
-    for obj in sorted(armatures, key=lambda o: o.name):
-        settings = obj.humangan
+    # The depsgraph iterator reuses its items: keep the originals and evaluate each one afterwards. Settings
+    # come from the original: editing an ID property does not re-evaluate the object.
+    armatures = [o.original for o in depsgraph.objects if o.type == "ARMATURE" and o.original.humangan.enabled]
+    for original in sorted(armatures, key=lambda o: o.name):
+        obj = original.evaluated_get(depsgraph)
+        settings = original.humangan
         try:
             rig = read_rig(obj)
             posed = read_pose(obj, rig)
