@@ -1,0 +1,235 @@
+"""3D pose mapping network: a posed body + a camera → the pose style map (paper §3.2, Fig. 2; spec §1.2–1.5;
+official README §7.4 steps 1–6).
+
+1. `condition`: the posed body moved into the *generator frame* (the official "world"): cano = Rx(π)·R_root⁻¹
+   applied to (p − transl), so every body stands upright, y down, facing −z; the root rotation goes into the
+   camera instead (the caller transforms its camera by `canonical_frame`).
+2. `sample_rays` (volume_rendering.py): S stratified samples per pixel in a slab around the frame's origin.
+3. `geo_features`: per sample point a 31-D pose feature: joint distances, the point carried back to the rest pose
+   by inverse LBS with its nearest posed vertex's skinning weights, that vertex's template coordinate, and the
+   distance to it (nearest vertex: nearest.py).
+4. `PoseField` (pose_field.py): a FiLM-SIREN whose frequencies and phases come from `PoseMLP` fed zeros.
+5. `composite` (volume_rendering.py) → `PoseMap`: style map, rgb, opacity and depth at render resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from neural.body import NUM_JOINTS, PosedBody
+from neural.camera import Camera
+from neural.config import GeneratorConfig
+from neural.nearest import NearestVertices
+from neural.pose_field import OFFICIAL_PREFIXES, PoseField, PoseMLP
+from neural.volume_rendering import composite, sample_rays
+
+__all__ = ["OFFICIAL_PREFIXES", "PoseCondition", "PoseMap", "PoseMappingNetwork", "canonical_frame", "condition",
+           "geo_features"]
+
+_CHUNK_FLOATS = 2**23  # widest field activation per chunk (32 MiB in float32)
+
+
+@dataclass(frozen=True)
+class PoseCondition:
+    """The body as the pose mapping network sees it, in the generator frame (metres, y down, facing −z).
+
+    vertices (B, V, 3) posed by LBS of the shaped T-pose (no pose blend shapes, as the official loader);
+    joints (B, 24, 3); transforms (B, 24, 4, 4) rest (shaped T-pose, body frame) → generator frame, the official
+    `fk_matrices` = cano·A; weights (V, 24) skinning; template (V, 3) the raw mean template `v_template`.
+    """
+
+    vertices: Tensor
+    joints: Tensor
+    transforms: Tensor
+    weights: Tensor
+    template: Tensor
+
+    def __post_init__(self) -> None:
+        B, V = self.vertices.shape[:2] if self.vertices.dim() == 3 else (-1, -1)
+        expected = {"vertices": (B, V, 3), "joints": (B, NUM_JOINTS, 3), "transforms": (B, NUM_JOINTS, 4, 4),
+                    "weights": (V, NUM_JOINTS), "template": (V, 3)}
+        for name, shape in expected.items():
+            if tuple(getattr(self, name).shape) != shape or B < 1:
+                raise ValueError(f"PoseCondition.{name} must be {shape} (B, V from vertices (B, V, 3)), "
+                                 f"got {tuple(getattr(self, name).shape)}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.vertices.shape[0]
+
+
+def canonical_frame(posed: PosedBody) -> Tensor:
+    """(B, 4, 4) rigid body frame → generator frame: p ↦ Rx(π)·R_root⁻¹·(p − transl)."""
+    flip = torch.diag(posed.root_rotation.new_tensor([1.0, -1.0, -1.0]))
+    rotation = flip @ posed.root_rotation.transpose(1, 2)
+    out = torch.zeros(posed.transl.shape[0], 4, 4, dtype=rotation.dtype, device=rotation.device)
+    out[:, :3, :3] = rotation
+    out[:, :3, 3] = -(rotation @ posed.transl[..., None])[..., 0]
+    out[:, 3, 3] = 1
+    return out
+
+
+def condition(posed: PosedBody) -> tuple[PoseCondition, Tensor]:
+    """The pose condition of a posed body and the body → generator frame transform cano (B, 4, 4).
+
+    A camera given in the body frame sees the same picture as `camera.transformed(cano)` in the generator frame.
+    """
+    cano = canonical_frame(posed)
+    transforms = cano[:, None] @ posed.transforms
+    blended = torch.einsum("vk,bkij->bvij", posed.weights, transforms[:, :, :3])  # (B, V, 3, 4)
+    vertices = (blended[..., :3] @ posed.shaped[..., None])[..., 0] + blended[..., 3]
+    joints = posed.joints @ cano[:, :3, :3].transpose(1, 2) + cano[:, None, :3, 3]
+    body = PoseCondition(vertices=vertices, joints=joints, transforms=transforms, weights=posed.weights,
+                         template=posed.template)
+    return body, cano
+
+
+def geo_features(points: Tensor, body: PoseCondition, order: Literal["default", "legacy"] = "default", *,
+                 nearest: tuple[Tensor, Tensor] | None = None, fast: bool = True) -> Tensor:
+    """The 31-D pose feature of points (B, N, 3) in the generator frame → (B, N, 31).
+
+    j (24) = ‖p − J_k‖/2.4; c (3) = (M·[p; 1]) with M = Σ_k W[v*, k]·transforms_k⁻¹ (inverse LBS with the nearest
+    posed vertex v*'s weights), as (c_x/2, (c_y + 0.2)/2, c_z/1.3); t (3) = template[v*] as (t_x, t_y + 0.35,
+    t_z/0.2); d (1) = ‖p − v*‖/1.3. Order "default" [c, j, t, d]; "legacy" (the released 512 model) [j, c, t, d].
+    nearest: a precomputed (d2, index (B, N)); else searched here (fast or brute force, identical). Gradients
+    flow to points and body, never through the choice of v*.
+    """
+    B, N = points.shape[:2]
+    if points.shape != (B, N, 3) or B != body.batch_size:
+        raise ValueError(f"points must be (B={body.batch_size}, N, 3), got {tuple(points.shape)}")
+    if nearest is None:
+        nearest = NearestVertices(body.vertices, fast=fast)(points)
+    index = nearest[1]
+    joint_dist = (points[:, :, None, :] - body.joints[:, None]).norm(dim=-1) / 2.4
+    inverse = torch.linalg.inv(body.transforms).reshape(B, NUM_JOINTS, 16)[..., :12]
+    blended = (body.weights[index] @ inverse).reshape(B, N, 3, 4)
+    c = (blended[..., :3] @ points[..., None])[..., 0] + blended[..., 3]
+    canonical = torch.stack([c[..., 0] / 2, (c[..., 1] + 0.2) / 2, c[..., 2] / 1.3], dim=-1)
+    t = body.template[index]
+    template = torch.stack([t[..., 0], t[..., 1] + 0.35, t[..., 2] / 0.2], dim=-1)
+    vertex = body.vertices[torch.arange(B, device=index.device)[:, None], index]
+    dist = (points - vertex).square().sum(-1, keepdim=True).sqrt() / 1.3
+    if order == "legacy":
+        return torch.cat([joint_dist, canonical, template, dist], dim=-1)
+    if order == "default":
+        return torch.cat([canonical, joint_dist, template, dist], dim=-1)
+    raise ValueError(f"order must be 'default' or 'legacy', got {order!r}")
+
+
+@dataclass(frozen=True)
+class PoseMap:
+    """The rendered pose field at the camera's resolution h × w: style_map (B, Ns, h, w) (white background ≈ 1 in
+    every channel), rgb (B, 3, h, w) in [0, 1] plus background (the official ×2−1 comes later, for display only),
+    opacity (B, 1, h, w) Σ w before any fill, depth (B, 1, h, w) Σ w·t, distance along the unit ray (not z)."""
+
+    style_map: Tensor
+    rgb: Tensor
+    opacity: Tensor
+    depth: Tensor
+
+
+class PoseMappingNetwork(nn.Module):
+    """The 3D pose mapping network: pose MLP (`mlp`) + FiLM-SIREN pose field (`field`) + volume rendering.
+
+    Buffers `freq_avg`, `phase_avg` (blocks·H,) are the truncation means; fill them with
+    `compute_truncation_means` whenever the weights change (after training, after an import) before ψ ≠ 1.
+    """
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        self.config = config
+        H, blocks = config.hidden_dim, config.field_blocks
+        self.mlp = PoseMLP(latent_dim=config.latent_dim, hidden_dim=H, blocks=blocks)
+        self.field = PoseField(hidden_dim=H, feature_dim=config.feature_dim, blocks=blocks,
+                               side_length=config.side_length)
+        self.register_buffer("freq_avg", torch.zeros(blocks * H))
+        self.register_buffer("phase_avg", torch.zeros(blocks * H))
+
+    @torch.no_grad()
+    def compute_truncation_means(self, *, seed: int = 0, n: int = 10_000) -> None:
+        """Mean freq and phase of the MLP over n latents z ~ N(0, I) drawn on the CPU from `seed` (the same draw
+        as `AppearanceMapping.compute_truncation_mean`, as the official code pushes one batch through both).
+        At inference the MLP is fed zeros; this random-z mean is still what ψ mixes in (official README §7.4)."""
+        z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+        freq_sum = torch.zeros_like(self.freq_avg, dtype=torch.float64)
+        phase_sum = torch.zeros_like(self.phase_avg, dtype=torch.float64)
+        for chunk in z.split(1000):
+            freq, phase = self.mlp(chunk.to(self.freq_avg))
+            freq_sum += freq.sum(0, dtype=torch.float64)
+            phase_sum += phase.sum(0, dtype=torch.float64)
+        self.freq_avg.copy_(freq_sum / n)
+        self.phase_avg.copy_(phase_sum / n)
+
+    def modulation(self, psi: float = 1.0) -> tuple[Tensor, Tensor]:
+        """The field's raw freq and phase (1, blocks·H): the MLP fed zeros, truncated toward the means by ψ."""
+        zeros = self.freq_avg.new_zeros(1, self.config.latent_dim)
+        freq, phase = self.mlp(zeros)
+        if psi != 1.0:
+            freq = self.freq_avg + psi * (freq - self.freq_avg)
+            phase = self.phase_avg + psi * (phase - self.phase_avg)
+        return freq, phase
+
+    def features_at(self, points: Tensor, body: PoseCondition, *, psi: float = 1.0, fast: bool = True) -> Tensor:
+        """The pose field at arbitrary points (B, N, 3), generator frame → (B, N, 3 + Ns + 1) =
+        [rgb in (0, 1), feature (Ns), σ raw density], in chunks of bounded memory."""
+        return self._field(points, body, self._evaluator(psi, fast), NearestVertices(body.vertices, fast=fast))
+
+    def forward(self, body: PoseCondition, camera: Camera, *, psi: float = 1.0, jitter: Tensor | None = None,
+                generator: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
+                fast: bool = True) -> PoseMap:
+        """Render the pose field through `camera` (any resolution h × w, in the generator frame: the caller's
+        camera transformed by `cano` from `condition`).
+
+        jitter (B, h·w, S) uniform draws reproduce a recorded stratified sampling; generator draws them (training);
+        neither samples bin centres. last_back: the official inference fill. noise_std: density noise (training).
+        fast=False is the faithful reference (brute-force nearest vertex, literal field); both give the same map.
+        """
+        cfg = self.config
+        if camera.batch_size != body.batch_size:
+            raise ValueError(f"camera batch {camera.batch_size} != body batch {body.batch_size}")
+        samples = sample_rays(camera, num_samples=cfg.num_samples, ray_start=cfg.ray_start, ray_end=cfg.ray_end,
+                              jitter=jitter, generator=generator)
+        B, R, S = samples.t.shape
+        evaluate = self._evaluator(psi, fast)
+        nearest = NearestVertices(body.vertices, fast=fast)
+        rays_per_chunk = max(1, _CHUNK_FLOATS // (S * 2 * cfg.hidden_dim))
+        features, opacity, depth = [], [], []
+        for start in range(0, R, rays_per_chunk):
+            rays = slice(start, start + rays_per_chunk)
+            points, t = samples.points[:, rays], samples.t[:, rays]
+            out = self._field(points.reshape(B, -1, 3), body, evaluate, nearest)
+            out = out.reshape(*t.shape, -1)
+            rendered = composite(out[..., :-1], out[..., -1], t, last_back=last_back, noise_std=noise_std,
+                                 generator=generator)
+            features.append(rendered.features)
+            opacity.append(rendered.opacity)
+            depth.append(rendered.depth)
+        h, w = camera.height, camera.width
+
+        def image(x: Tensor) -> Tensor:  # (B, R, C) row-major rays → (B, C, h, w)
+            return x.reshape(B, h, w, -1).permute(0, 3, 1, 2)
+
+        features = image(torch.cat(features, dim=1))
+        return PoseMap(style_map=features[:, 3:], rgb=features[:, :3], opacity=image(torch.cat(opacity, 1)[..., None]),
+                       depth=image(torch.cat(depth, 1)[..., None]))
+
+    def _evaluator(self, psi: float, fast: bool) -> Callable[[Tensor, Tensor], Tensor]:
+        """points (B, n, 3), geo (B, n, 31) → field output (B, n, 3 + Ns + 1): literal, or folded (fast)."""
+        freq, phase = self.modulation(psi)
+        if not fast:
+            return lambda p, geo: self.field(p, geo, freq, phase)
+        folded = self.field.fold(freq, phase)
+        return lambda p, geo: folded(p.reshape(-1, 3), geo.reshape(-1, geo.shape[-1])).reshape(*p.shape[:2], -1)
+
+    def _field(self, points: Tensor, body: PoseCondition, evaluate: Callable[[Tensor, Tensor], Tensor],
+               nearest: NearestVertices) -> Tensor:
+        chunk = max(1, _CHUNK_FLOATS // (2 * self.config.hidden_dim))
+        outs = []
+        for p in points.split(chunk, dim=1):
+            outs.append(evaluate(p, geo_features(p, body, self.config.feature_order, nearest=nearest(p))))
+        return torch.cat(outs, dim=1)
