@@ -1,0 +1,155 @@
+"""neural/renderer.py on the tiny preset with random weights and a 216-vertex box body: what a user checks in the
+pictures (shapes, ranges, alpha zero away from the body, depth ordering of two people), reproducibility per seed,
+exact pixel-subset rendering, cancellation, and the errors for a wrong body or a missing model."""
+
+import numpy as np
+import pytest
+import torch
+from tiny_body import write_box_body
+
+from neural import checkpoint
+from neural.bench import realistic_weights_
+from neural.body import BodyModel
+from neural.config import preset
+from neural.generator import Generator
+from neural.render_cli import orbit_request
+from neural.renderer import Character, FrameRequest, RenderCancelled, Renderer
+
+SIZE = (96, 72)  # scene width, height
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("renderer")
+    body_path = write_box_body(folder / "box_body.npz")
+    torch.manual_seed(0)
+    generator = Generator(preset("tiny")).eval()
+    realistic_weights_(generator)
+    model_path = folder / "tiny.safetensors"
+    checkpoint.save(model_path, generator, body_fingerprint=BodyModel.load(body_path).fingerprint, step=0)
+    return {"model": model_path, "body": body_path, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def renderer(files):
+    return Renderer(model_path=files["model"], body_path=files["body"], device="cpu", tile_pixels=128)
+
+
+def request_for(renderer, *characters, yaw=0.0):
+    """Orbit camera framing the first character's body (at the world origin)."""
+    with torch.no_grad():
+        vertices = renderer.body().vertices[0].double().numpy()
+    base = orbit_request(vertices * 2.5, characters[0], yaw_deg=yaw, width=SIZE[0], height=SIZE[1])
+    return FrameRequest(K=base.K, world_to_camera=base.world_to_camera, width=SIZE[0], height=SIZE[1],
+                        characters=characters)
+
+
+def pose():
+    p = np.zeros((24, 3))
+    p[16, 2], p[17, 2] = -0.9, 0.9  # arms down a little
+    return p
+
+
+def placed(x, z):
+    m = np.eye(4)
+    m[0, 3], m[2, 3] = x, z
+    return m
+
+
+def test_rgba_depth_parts_shapes_ranges_and_alpha_zero_far_from_the_body(renderer):
+    result = renderer.render(request_for(renderer, Character(pose=pose(), seed=1)))
+    W, H = SIZE
+    assert result.rgba.shape == (H, W, 4) and result.rgba.dtype == np.float32
+    assert result.depth.shape == (H, W) and result.depth.dtype == np.float32
+    assert result.parts.shape == (H, W) and result.parts.dtype == np.uint8
+    assert 0 <= result.rgba.min() and result.rgba.max() <= 1
+    body = result.parts > 1
+    assert body.sum() > 60 and set(np.unique(result.parts[body])) <= set(range(2, 26))
+    assert np.isfinite(result.depth[body]).all() and np.isinf(result.depth[~body]).all()
+    assert (result.depth[body] > 0).all()
+    alpha = result.rgba[..., 3]
+    # the body is seen (opaque where the crop resolves it), and beyond a quarter of the frame height alpha is 0
+    assert alpha[body].min() > 0.3 and np.median(alpha[body]) == 1
+    ys, xs = np.nonzero(body)
+    grid_y, grid_x = np.mgrid[:H, :W]
+    distance = np.min(np.hypot(grid_y[..., None] - ys, grid_x[..., None] - xs), axis=-1)
+    far = distance > 0.25 * H
+    assert far.sum() > 500 and alpha[far].max() == 0
+    assert (result.rgba[..., :3][alpha == 0] == 0).all()
+
+
+def test_same_seed_same_image_and_different_seeds_differ(renderer):
+    a = renderer.render(request_for(renderer, Character(pose=pose(), seed=3)))
+    b = renderer.render(request_for(renderer, Character(pose=pose(), seed=3)))
+    c = renderer.render(request_for(renderer, Character(pose=pose(), seed=4)))
+    assert np.array_equal(a.rgba, b.rgba) and np.array_equal(a.depth, b.depth)
+    seen = a.rgba[..., 3] > 0.5
+    assert np.abs(a.rgba[..., :3] - c.rgba[..., :3])[seen].max() > 0.01
+    assert np.array_equal(a.rgba[..., 3], c.rgba[..., 3])  # the appearance seed does not move the silhouette
+
+
+def test_two_characters_nearer_one_wins_where_they_overlap(renderer):
+    near = Character(pose=pose(), seed=1, body_to_world=placed(0.0, 0.0))
+    far = Character(pose=pose(), seed=2, body_to_world=placed(0.2, -1.0))
+    both = renderer.render(request_for(renderer, near, far))
+    alone_near = renderer.render(request_for(renderer, near))
+    alone_far = renderer.render(request_for(renderer, far))
+    overlap = (alone_near.parts > 1) & (alone_near.rgba[..., 3] == 1) & (alone_far.parts > 1)
+    assert overlap.sum() > 15
+    assert (alone_near.depth[overlap] < alone_far.depth[overlap]).all()
+    np.testing.assert_allclose(both.rgba[overlap], alone_near.rgba[overlap], atol=1e-5)
+    np.testing.assert_array_equal(both.parts[overlap], alone_near.parts[overlap])
+    np.testing.assert_array_equal(both.depth, np.minimum(alone_near.depth, alone_far.depth))
+    only_far = (alone_far.rgba[..., 3] > 0) & (alone_near.rgba[..., 3] == 0)
+    assert only_far.sum() > 15
+    np.testing.assert_allclose(both.rgba[only_far], alone_far.rgba[only_far], atol=1e-5)
+
+
+def test_pixel_subset_equals_the_full_crop_at_those_pixels(renderer):
+    request = request_for(renderer, Character(pose=pose(), seed=5), yaw=30.0)
+    crop = renderer.render_crop(request)
+    h, w = renderer.config.height, renderer.config.width
+    assert crop.shape == (h, w, 4)
+    rng = np.random.default_rng(0)
+    pixels = np.stack([rng.integers(0, w, 40), rng.integers(0, h, 40)], 1)
+    subset = renderer.render_pixels(request, pixels)
+    np.testing.assert_allclose(subset, crop[pixels[:, 1], pixels[:, 0]], atol=1e-6, rtol=0)
+
+
+def test_preview_stride_repeats_exact_pixels(renderer):
+    request = request_for(renderer, Character(pose=pose(), seed=5))
+    full = renderer.render(request)
+    preview = renderer.render(request, stride=2)
+    assert preview.rgba.shape == full.rgba.shape
+    np.testing.assert_array_equal(preview.rgba[..., 3], full.rgba[..., 3])  # alpha comes from geometry
+    np.testing.assert_array_equal(preview.depth, full.depth)
+
+
+def test_cancellation_stops_within_one_tile_and_progress_reaches_one(renderer):
+    request = request_for(renderer, Character(pose=pose(), seed=1))
+    progress = []
+    renderer.render(request, on_progress=progress.append)
+    assert len(progress) == 4 and progress == sorted(progress) and progress[-1] == 1.0  # 512 crop px / 128
+    progress.clear()
+    with pytest.raises(RenderCancelled):
+        renderer.render(request, on_progress=progress.append, should_stop=lambda: len(progress) >= 1)
+    assert len(progress) == 1
+
+
+def test_wrong_body_names_both_files(files, tmp_path):
+    other = write_box_body(tmp_path / "other_body.npz", scale=1.1)
+    with pytest.raises(ValueError, match="tiny.safetensors.*other_body.npz"):
+        Renderer(model_path=files["model"], body_path=other, device="cpu")
+
+
+def test_missing_default_model_says_how_to_pass_one(files, tmp_path, monkeypatch):
+    import neural.renderer as module
+
+    monkeypatch.setattr(module, "default_model_path", lambda: tmp_path / "default_model.safetensors")
+    with pytest.raises(FileNotFoundError, match="default_model.safetensors.*--model"):
+        Renderer(body_path=files["body"], device="cpu")
+
+
+def test_bad_character_input_names_the_field():
+    with pytest.raises(ValueError, match="Character.pose.*\\(24, 3\\)"):
+        Character(pose=np.zeros((23, 3)))
