@@ -1,0 +1,200 @@
+"""`python -m neural render`: render a motion (AMASS-style .npz) or a T-pose from orbit cameras to PNGs.
+
+Headless use of the Renderer (design.md §1) without Blender: the camera orbits the body at each requested yaw
+(the paper's view sweep is ±30°), following the body's centre from frame to frame.
+
+AMASS files are SMPL-H (T, 156) or SMPL-X (T, 165) axis-angle poses in a Z-up world; their first 22 joints are
+SMPL's body joints (SMPL's hand joints 22, 23 are set to rest), a (T, 72) array is taken as SMPL's 24 joints.
+The Z-up world becomes the body frame's Y-up by rotating the root: R_root' = Q·R_root and, because SMPL rotates
+about the pelvis J₀, transl' = Q·(J₀ + transl) − J₀, with Q = Rx(−90°). Then every vertex moves exactly by Q.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .body import BodyModel, axis_angle_to_matrix
+
+Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # Rx(−90°): +Z → +Y, +Y → −Z
+
+
+@dataclass(frozen=True, kw_only=True)
+class Motion:
+    """poses (T, 24, 3) axis-angle in the body frame (Y up), betas (n,), transl (T, 3) metres."""
+
+    poses: np.ndarray
+    betas: np.ndarray
+    transl: np.ndarray
+
+
+def t_pose() -> Motion:
+    return Motion(poses=np.zeros((1, 24, 3)), betas=np.zeros(0), transl=np.zeros((1, 3)))
+
+
+def _matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
+    """(T, 3, 3) rotations → (T, 3) axis-angle, via a unit quaternion (Shepperd: divide by its largest component,
+    so it is accurate for every angle including π)."""
+    t = np.trace(R, axis1=1, axis2=2)
+    d = np.diagonal(R, axis1=1, axis2=2)
+    pick = np.argmax(np.stack([t, d[:, 0], d[:, 1], d[:, 2]], 1), 1)
+    q = np.empty((len(R), 4))                                        # (w, x, y, z)
+    for k in range(4):
+        m, r = pick == k, R[pick == k]
+        if k == 0:
+            s = 2 * np.sqrt(1 + t[m])
+            q[m] = np.stack([s / 4, (r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s,
+                             (r[:, 1, 0] - r[:, 0, 1]) / s], 1)
+            continue
+        i, j, l = k - 1, k % 3, (k + 1) % 3
+        s = 2 * np.sqrt(np.maximum(1 + r[:, i, i] - r[:, j, j] - r[:, l, l], 1e-30))
+        qk = np.empty((m.sum(), 4))
+        qk[:, 0] = (r[:, l, j] - r[:, j, l]) / s
+        qk[:, 1 + i] = s / 4
+        qk[:, 1 + j] = (r[:, j, i] + r[:, i, j]) / s
+        qk[:, 1 + l] = (r[:, l, i] + r[:, i, l]) / s
+        q[m] = qk
+    q *= np.where(q[:, :1] < 0, -1.0, 1.0)                              # w ≥ 0: angle in [0, π]
+    norm = np.linalg.norm(q[:, 1:], axis=1)
+    angle = 2 * np.arctan2(norm, q[:, 0])
+    return q[:, 1:] * np.where(norm > 1e-12, angle / np.maximum(norm, 1e-12), 2.0)[:, None]
+
+
+def load_motion(path: str | Path, body: BodyModel, *, z_up: bool = True) -> Motion:
+    """Read an AMASS-style .npz: `poses` (T, 72 | 156 | 165 | ≥ 66), optional `betas` (n,), `trans` (T, 3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pose file {path} does not exist")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"pose file {path} is not a readable .npz: {error}") from error
+    with npz:
+        if "poses" not in npz.files:
+            raise ValueError(f"pose file {path} has no 'poses' array (it has {sorted(npz.files)}); expected AMASS "
+                             "layout: poses (T, 156) axis-angle, betas, trans (T, 3)")
+        poses = np.asarray(npz["poses"], dtype=np.float64)
+        betas = np.asarray(npz["betas"], dtype=np.float64).reshape(-1) if "betas" in npz.files else np.zeros(0)
+        trans = np.asarray(npz["trans"], dtype=np.float64) if "trans" in npz.files else None
+    if poses.ndim != 2 or poses.shape[1] < 66 or len(poses) == 0:
+        raise ValueError(f"pose file {path}: 'poses' has shape {poses.shape}; expected (T, 72) SMPL or (T, ≥66) "
+                         "SMPL-H/SMPL-X axis-angle with T ≥ 1")
+    T = len(poses)
+    if poses.shape[1] == 72:
+        body_pose = poses.reshape(T, 24, 3)
+    else:  # SMPL-H / SMPL-X: 22 body joints, then hands/face that SMPL does not have
+        body_pose = np.concatenate([poses[:, :66].reshape(T, 22, 3), np.zeros((T, 2, 3))], 1)
+    if trans is None:
+        trans = np.zeros((T, 3))
+    if trans.shape != (T, 3):
+        raise ValueError(f"pose file {path}: 'trans' has shape {trans.shape}; expected ({T}, 3) like 'poses'")
+    betas = betas[:body.num_betas]
+    for name, value in (("poses", body_pose), ("betas", betas), ("trans", trans)):
+        if not np.isfinite(value).all():
+            raise ValueError(f"pose file {path}: '{name}' holds NaN or inf values")
+    if z_up:
+        body_pose, trans = _z_up_to_y_up(body_pose, trans, betas, body)
+    return Motion(poses=body_pose, betas=betas, transl=trans)
+
+
+def _z_up_to_y_up(pose: np.ndarray, trans: np.ndarray, betas: np.ndarray, body: BodyModel):
+    pose = pose.copy()
+    R_root = axis_angle_to_matrix(torch.as_tensor(pose[:, 0])).numpy()
+    pose[:, 0] = _matrix_to_axis_angle(Z_UP_TO_Y_UP @ R_root)
+    with torch.no_grad():
+        j0 = body(betas=torch.as_tensor(betas[None], dtype=torch.float32)).joints[0, 0].double().numpy()
+    return pose, (trans + j0) @ Z_UP_TO_Y_UP.T - j0
+
+
+def orbit_request(vertices: np.ndarray, character, *, yaw_deg: float, width: int, height: int,
+                  fov_y_deg: float = 30.0, pitch_deg: float = 0.0):
+    """A FrameRequest whose camera orbits the posed body (vertices (V, 3), body frame = world) at yaw_deg,
+    framing its bounding sphere; yaw 0 looks at the body's front (from +Z)."""
+    from .camera import Camera
+    from .renderer import FrameRequest
+
+    center = 0.5 * (vertices.min(0) + vertices.max(0))
+    radius = float(np.linalg.norm(vertices - center, axis=1).max())
+    half_fov = math.radians(fov_y_deg) / 2
+    half_fov = min(half_fov, math.atan(math.tan(half_fov) * width / height))
+    camera = Camera.orbit(torch.as_tensor(center, dtype=torch.float64), 1.05 * radius / math.sin(half_fov),
+                          yaw_deg, pitch_deg, fov_y_deg=fov_y_deg, width=width, height=height, dtype=torch.float64)
+    return FrameRequest(K=camera.K[0].numpy(), world_to_camera=camera.world_to_camera[0].numpy(), width=width,
+                        height=height, characters=(character,))
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be WIDTHxHEIGHT in pixels (e.g. 256x512), got {text!r}")
+    if w < 1 or h < 1:
+        raise argparse.ArgumentTypeError(f"--size must be positive, got {text!r}")
+    return w, h
+
+
+def _yaws(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--yaw must be comma-separated degrees (e.g. --yaw=-30,0,30), got {text!r}")
+
+
+def _frames(text: str) -> slice:
+    try:
+        start, _, stop = text.partition(":")
+        return slice(int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frames must be A:B (Python slice, e.g. 0:10), got {text!r}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="generator checkpoint .safetensors (default: the shipped model)")
+    parser.add_argument("--body", type=Path, help="SMPL-format body .npz (default: the free body)")
+    parser.add_argument("--pose", type=Path, help="AMASS-style .npz with poses (T, 72|156|165), betas, trans; "
+                        "Z-up (default: a T-pose)")
+    parser.add_argument("--y-up", action="store_true", help="the pose file is already Y-up (SMPL body frame)")
+    parser.add_argument("--yaw", type=_yaws, default=[0.0], help="camera yaws in degrees, e.g. --yaw=-30,0,30")
+    parser.add_argument("--seed", type=int, default=0, help="appearance seed")
+    parser.add_argument("--psi", type=float, default=0.7, help="truncation ψ (1 = no truncation)")
+    parser.add_argument("--frames", type=_frames, default=slice(None), help="frames A:B of the motion")
+    parser.add_argument("--size", type=_size, help="output WIDTHxHEIGHT (default: the model's frame, e.g. 256x512)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU) or a torch device")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for the PNGs")
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Render every (frame, yaw) to OUT/frame_TTTTT_yaw±D.png (D in degrees, e.g. yaw-30) (RGBA, straight alpha); returns the paths."""
+    from PIL import Image
+
+    from .renderer import Character, Renderer
+
+    renderer = Renderer(model_path=args.model, body_path=args.body, device=args.device)
+    motion = load_motion(args.pose, renderer.body, z_up=not args.y_up) if args.pose else t_pose()
+    indices = range(len(motion.poses))[args.frames]
+    if len(indices) == 0:
+        raise ValueError(f"--frames selects no frame of the {len(motion.poses)} in {args.pose or 'the T-pose'}")
+    width, height = args.size or (renderer.config.width, renderer.config.height)
+    args.out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for t in indices:
+        character = Character(pose=motion.poses[t], betas=motion.betas, transl=motion.transl[t], seed=args.seed,
+                              psi=args.psi)
+        with torch.no_grad():
+            posed = renderer.body(betas=torch.as_tensor(motion.betas[None], dtype=torch.float32),
+                                  pose=torch.as_tensor(motion.poses[t][None], dtype=torch.float32),
+                                  transl=torch.as_tensor(motion.transl[t][None], dtype=torch.float32))
+        vertices = posed.vertices[0].double().cpu().numpy()
+        for yaw in args.yaw:
+            result = renderer.render(orbit_request(vertices, character, yaw_deg=yaw, width=width, height=height))
+            path = args.out / f"frame_{t:05d}_yaw{yaw:+g}.png"
+            Image.fromarray(np.round(result.rgba * 255).astype(np.uint8), "RGBA").save(path)
+            print(path, flush=True)
+            written.append(path)
+    print(f"wrote {len(written)} images to {args.out}")
+    return written
