@@ -1,6 +1,7 @@
 """`python -m neural <command>`: a plain dispatcher; each command's work lives in its own module.
 
     demo --out DIR      the free body in eight poses, rasterised (neural/demo.py)
+    render --out DIR    a motion or T-pose through the generator from orbit cameras, to PNGs (neural/render_cli.py)
 """
 from __future__ import annotations
 
@@ -17,7 +18,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (created)")
     demo.add_argument("--body", type=Path, default=None, help="SMPL-format body .npz (default: the free body)")
 
+    from .render_cli import add_arguments
+
+    add_arguments(commands.add_parser("render", help="render poses with a generator checkpoint to RGBA PNGs"))
+
     args = parser.parse_args(argv)
+    if args.command == "render":
+        from .render_cli import run
+
+        try:
+            run(args)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "demo":
         from .demo import render_demo
 
