@@ -74,6 +74,20 @@ def sn_weight(conv: nn.Conv2d) -> Tensor:
     return w / sigma
 
 
+@torch.no_grad()
+def converge_spectral_norm(conv: nn.Conv2d, iterations: int = 30) -> None:
+    """Power-iterate u, v to the top singular pair of weight_orig. torch starts them random and leaves σ = u·Wv
+    far from the top singular value until many training steps have run, so a fresh model in eval mode would
+    divide by a near-random σ."""
+    w = _flat(conv.weight_orig)
+    u, v = conv.weight_u, conv.weight_v
+    if w.is_meta:  # shapes only (e.g. `with torch.device("meta")` to list a state dict)
+        return
+    for _ in range(iterations):
+        v.copy_(F.normalize(w.t() @ u, dim=0, eps=1e-12))
+        u.copy_(F.normalize(w @ v, dim=0, eps=1e-12))
+
+
 class SpatiallyAdaptiveNorm(nn.Module):
     """SPADE with batch norm (the paper's SABN) or instance norm (ablation): norm(x)·(1 + γ(s)) + β(s),
     γ, β = Conv1×1(hidden → C) of relu(Conv1×1(Ns → hidden)(s)). x (B, C, H, W); s (B, Ns, H, W) or (B, Ns, 1, 1)."""
@@ -137,6 +151,8 @@ class SpadeBlock(nn.Module):
         self.conv_0 = nn.utils.spectral_norm(nn.Conv2d(channels, channels, kernel_size, padding=pad))
         self.conv_1 = nn.utils.spectral_norm(nn.Conv2d(channels, channels, kernel_size, padding=pad))
         self.residual = residual
+        converge_spectral_norm(self.conv_0)
+        converge_spectral_norm(self.conv_1)
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
         y = self.conv_0(F.leaky_relu(self.spade_0(x, s), 0.2))
