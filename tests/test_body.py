@@ -97,7 +97,6 @@ def test_both_posedirs_layouts_give_the_same_body():
     assert (a - b).abs().max() < 1e-12
 
 
-@pytest.mark.skipif(not free_body_path().exists(), reason="free body not built yet")
 def test_free_body_matches_smplx():
     path = free_body_path()
     with np.load(path, allow_pickle=False) as npz:
