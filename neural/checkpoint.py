@@ -54,7 +54,7 @@ def content_hash(tensors: dict[str, torch.Tensor]) -> str:
 
 def save(path: str | Path, generator, *, body_fingerprint: str, step: int = 0, extra: dict[str, Any] | None = None,
          refresh_truncation: bool = True) -> Path:
-    """Write `generator` to `path` atomically (a temporary file in the same folder, then os.replace).
+    """Write `generator` to `path` atomically (`.<name>.<pid>.tmp` in the same folder, fsync, os.replace).
 
     refresh_truncation: first recompute the generator's truncation means from the weights being saved
     (`compute_truncation_means()`: fixed seed, 10,000 latents), so that ψ in a checkpoint always refers to its own
@@ -76,6 +76,8 @@ def save(path: str | Path, generator, *, body_fingerprint: str, step: int = 0, e
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        with open(tmp, "rb+") as f:  # on disk before the rename, so a crash leaves the old file or the new one
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
