@@ -18,13 +18,14 @@ characters render. Esc is checked before every tile (Renderer.render's should_st
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import bpy
 import numpy as np
 
-from neural.renderer import FrameResult
+from neural.renderer import FrameRequest, FrameResult
 
 from . import preview
 from .scene import SceneError, SceneFrame, read_frame, render_size
@@ -145,6 +146,7 @@ def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: 
         except Exception as error:  # a missing / wrong model or body file must not stop the other characters
             report(f"HumanGAN: cannot render {who}: {error}")
             continue
+        request = fit_betas(request, names, renderer.body.num_betas, report)
         try:
             results.append(renderer.render(request, should_stop=should_stop, on_progress=progress, stride=stride))
         except RenderCancelled:
@@ -152,6 +154,17 @@ def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: 
         except Exception as error:
             report(f"HumanGAN: rendering {who} failed: {type(error).__name__}: {error}")
     return composite(results) if results else empty_result(frame.width, frame.height)
+
+
+def fit_betas(request: FrameRequest, names: tuple[str, ...], count: int, report: Report) -> FrameRequest:
+    """The characters' betas cut to the body's shape components (the panel always has NUM_BETAS)."""
+    characters = []
+    for name, c in zip(names, request.characters):
+        if np.any(c.betas[count:] != 0):
+            report(f"HumanGAN: character '{name}': betas beyond the first {count} are ignored (the body file has "
+                   f"{count} shape components)")
+        characters.append(replace(c, betas=c.betas[:count]))
+    return replace(request, characters=tuple(characters))
 
 
 class HumanGanEngine(bpy.types.RenderEngine):
@@ -220,7 +233,7 @@ def safe_rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
     try:
         return rest_pelvis(body_file, betas)
     except Exception as error:  # reported per character by scene.read_characters
-        raise ValueError(f"body file {body_path(body_file)}: {error}") from error
+        raise ValueError(str(error)) from error
 
 
 def register() -> None:
