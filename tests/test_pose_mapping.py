@@ -214,3 +214,30 @@ def test_gradients_reach_points_and_errors():
         geo_features(points, body, "official")
     with pytest.raises(ValueError, match="camera batch 1 != body batch 2"):
         net(body, _front_camera(1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_official_pose_map_on_cuda(fx):
+    net = PoseMappingNetwork(official_fixture.CONFIG)
+    net.load_state_dict(pose_fixture.pose_state(fx))
+    body = pose_fixture.body(fx)
+    body = PoseCondition(**{name: getattr(body, name).cuda() for name in
+                            ("vertices", "joints", "transforms", "weights", "template")})
+    with torch.no_grad():
+        out = net.cuda()(body, pose_fixture.camera(fx).to("cuda"), psi=float(fx["in/truncation_psi"]),
+                         jitter=pose_fixture.jitter(fx).cuda(), last_back=True)
+    torch.testing.assert_close(out.style_map.cpu(), pose_fixture.tensor(fx, "out/feature_map_lowres"),
+                               rtol=0, atol=1e-4)
+    torch.testing.assert_close(out.depth.cpu().reshape(2, 128, 1), pose_fixture.tensor(fx, "out/depth_raw"),
+                               rtol=0, atol=1e-4)
+
+
+def test_autocast_does_not_reach_the_sine_layers():
+    net, body = _tiny_setup(seed=3)
+    cam = _front_camera(2)
+    with torch.no_grad():
+        plain = net(body, cam)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = net(body, cam)
+    assert mixed.style_map.dtype == torch.float32
+    torch.testing.assert_close(mixed.style_map, plain.style_map, rtol=0, atol=1e-6)
