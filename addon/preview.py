@@ -73,6 +73,9 @@ class PreviewJob:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    def wait(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
     def stop(self, wait: bool = False) -> None:
         self._stop.set()
         if wait and self._thread.is_alive():
