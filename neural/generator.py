@@ -43,8 +43,8 @@ class Styles:
     """The per-image state that `prepare` computes once and every `synthesize` tile reuses."""
 
     w: Tensor          # (B, Ns) truncated appearance code
-    pose: object       # pose_mapping's PoseMap: style_map, opacity, depth
-    folded: object     # the backbone's folded fast-path constants, or None
+    pose: pm.PoseMap   # the rendered pose field: style_map, rgb, opacity, depth
+    folded: dict | None  # the backbone's folded fast-path constants (Backbone.fold), or None
 
 
 class Generator(nn.Module):
