@@ -2,6 +2,8 @@
 
     demo --out DIR      the free body in eight poses, rasterised (neural/demo.py)
     render --out DIR    a motion or T-pose through the generator from orbit cameras, to PNGs (neural/render_cli.py)
+    import-official SRC.pth DST.safetensors --body smpl.npz
+                        the released official weights → our checkpoint format (neural/official.py)
 """
 from __future__ import annotations
 
@@ -22,10 +24,16 @@ def main(argv: list[str] | None = None) -> int:
 
     add_arguments(commands.add_parser("render", help="render poses with a generator checkpoint to RGBA PNGs"))
 
-    args = parser.parse_args(argv)
-    if args.command == "render":
-        from .render_cli import run
+    from . import official
 
+    official.add_arguments(commands.add_parser(
+        "import-official", help="convert the released official 3DHumanGAN weights (.pth) to a .safetensors model"))
+
+    args = parser.parse_args(argv)
+    if args.command in ("render", "import-official"):
+        from .render_cli import run as render
+
+        run = render if args.command == "render" else official.run
         try:
             run(args)
         except (ValueError, FileNotFoundError) as error:
