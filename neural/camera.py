@@ -277,14 +277,17 @@ def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, mar
     rel = vertices - center[:, None, :]                                              # (B, V, 3) world
     up = -R_s[:, 1, :]                                                               # scene image's up, world
     forward = 0.5 * (rel.amin(dim=1) + rel.amax(dim=1))                              # bounding-box centre
+    inside_msg = ("crop_camera: part of the body is behind or beside the scene camera (is the camera inside the "
+                  "body?); move the camera away from the character")
+    if bool(((forward * R_s[:, 2, :]).sum(-1) <= 0.1 * forward.norm(dim=-1)).any()):
+        raise ValueError(inside_msg)
     for step in range(iterations + 1):
         R_c = _look_rotation(forward, up)
         p = rel @ R_c.transpose(1, 2)                                                # (B, V, 3) crop camera frame
         z = p[..., 2]
         # a cone of half-angle < ~84°: beyond that the body cannot be framed by a pinhole crop
         if bool((z <= 0.1 * p.norm(dim=-1)).any()):
-            raise ValueError("crop_camera: part of the body is behind or beside the scene camera (is the camera "
-                             "inside the body?); move the camera away from the character")
+            raise ValueError(inside_msg)
         uv = p[..., :2] / z[..., None]                                               # normalised image plane
         lo, hi = uv.amin(dim=1), uv.amax(dim=1)
         if step == iterations:

@@ -52,17 +52,42 @@ def _edge(ax: Tensor, ay: Tensor, bx: Tensor, by: Tensor, px: Tensor, py: Tensor
     return (ax - px) * (by - py) - (ay - py) * (bx - px)
 
 
-def _chunks(counts: Tensor, budget: int) -> list[tuple[int, int]]:
-    """Split faces (in order) into [start, end) runs of at most `budget` pixel candidates plus one face's count.
+def _scan(rows: Tensor, gface: Tensor, tx: int, ty: int, key: Tensor, nF: int, H: int, W: int) -> None:
+    """Test the pixel centres of n triangles' (ty, tx) bounding-box tiles; fold the inside ones into `key`.
 
-    A face joins the run in which its first candidate falls, so a run holds ≤ budget + (one face's bounding box).
+    rows: (n, 16) per-face table from rasterize; gface: (n,) int64 b·F + f; key: (B·H·W,) int64 packed
+    (float32 depth bits, b·F + f), updated in place.
     """
-    if counts.numel() == 0:
-        return []
-    run = torch.div(torch.cumsum(counts, 0) - counts, budget, rounding_mode="floor")
-    sizes = torch.unique_consecutive(run, return_counts=True)[1].tolist()
-    ends = torch.tensor(sizes).cumsum(0).tolist()
-    return list(zip([0] + ends[:-1], ends))
+    cx, cy, iz, thr = rows[:, 0:3], rows[:, 3:6], rows[:, 6:9], rows[:, 9:12]
+    x0, y0, x1, y1 = rows[:, 12:13], rows[:, 13:14], rows[:, 14:15], rows[:, 15:16]
+    px = x0 + torch.arange(tx, dtype=rows.dtype, device=rows.device)                # (n, tx)
+    py = y0 + torch.arange(ty, dtype=rows.dtype, device=rows.device)                # (n, ty)
+    ddx = [(cx[:, k:k + 1] - px)[:, None, :] for k in range(3)]                     # (n, 1, tx)
+    ddy = [(cy[:, k:k + 1] - py)[:, :, None] for k in range(3)]                     # (n, ty, 1)
+    inside = ((px <= x1)[:, None, :] & (py <= y1)[:, :, None])
+    e = []
+    for i in range(3):
+        a, b = (i + 1) % 3, (i + 2) % 3
+        e.append(ddx[a] * ddy[b] - ddy[a] * ddx[b])                                   # = _edge(corner a, b, p)
+        inside &= e[i] > thr[:, i, None, None]
+    flat = inside.reshape(-1).nonzero()[:, 0]                                         # 1-D indices: cheap gathers
+    if flat.numel() == 0:
+        return
+    f = flat // (tx * ty)
+    w = torch.stack([e[k].reshape(-1).index_select(0, flat) for k in range(3)], 1)
+    depth = (w.sum(1) / (w * iz.index_select(0, f)).sum(1)).to(torch.float32)
+    g = gface.index_select(0, f)                                                      # b·F + f
+    base = (gface // nF) * (H * W) + y0[:, 0].to(torch.int64) * W + x0[:, 0].to(torch.int64)
+    pix = base.index_select(0, f) + (flat % (tx * ty) // tx) * W + flat % tx
+    key.scatter_reduce_(0, pix, (depth.view(torch.int32).to(torch.int64) << 32) | g, reduce="amin")
+
+
+def _size_classes(limit: int) -> list[int]:
+    """Tile sizes 1, 2, 4, 8, … ≥ limit: a bounding box is padded by < 2× per axis, in few groups (few launches)."""
+    sizes = [1]
+    while sizes[-1] < limit:
+        sizes.append(2 * sizes[-1])
+    return sizes
 
 
 def rasterize(vertices: Tensor, faces: Tensor, camera: Camera, *, near: float = 1e-3,
@@ -72,7 +97,7 @@ def rasterize(vertices: Tensor, faces: Tensor, camera: Camera, *, near: float = 
     vertices: (B, V, 3) float, in the camera's world frame (metres); faces: (F, 3) int64 vertex indices, shared
     by the batch; camera: Camera with B cameras (or 1, broadcast). near: triangles with any vertex at camera
     z ≤ near are dropped. chunk_pixels: at most this many (triangle, pixel) candidates are processed at once
-    (plus one triangle's bounding box).
+    (or one triangle's padded bounding box, if bigger).
     """
     if vertices.dim() != 3 or vertices.shape[-1] != 3:
         raise ValueError(f"vertices must be (B, V, 3), got {tuple(vertices.shape)}")
@@ -88,7 +113,9 @@ def rasterize(vertices: Tensor, faces: Tensor, camera: Camera, *, near: float = 
     faces = faces.to(device=vertices.device, dtype=torch.int64)
     H, W = camera.height, camera.width
     nF = faces.shape[0]
-    device = vertices.device
+    device, dtype = vertices.device, vertices.dtype
+    if B * nF >= 2**31:
+        raise ValueError(f"rasterize packs batch·faces into 31 bits; got B={B} × F={nF}; split the batch")
 
     # per-vertex screen position and depth, then per-face corners (B·F, 3)
     xy, z = camera.project(vertices)
@@ -100,51 +127,40 @@ def rasterize(vertices: Tensor, faces: Tensor, camera: Camera, *, near: float = 
     y0 = torch.ceil(fy.amin(1)).clamp(min=0)
     y1 = torch.floor(fy.amax(1)).clamp(max=H - 1)
     area = _edge(fx[:, 0], fy[:, 0], fx[:, 1], fy[:, 1], fx[:, 2], fy[:, 2])
-    ok = (fz > near).all(1) & (area != 0) & (x1 >= x0) & (y1 >= y0) & torch.isfinite(area)
-    keep = ok.nonzero()[:, 0]
-    if B * nF >= 2**31:
-        raise ValueError(f"rasterize packs batch·faces into 31 bits; got B={B} × F={nF}; split the batch")
-    x0, y0 = x0[keep], y0[keep]
-    nx = (x1[keep] - x0 + 1).to(torch.int64)
-    ny = (y1[keep] - y0 + 1).to(torch.int64)
+    keep = ((fz > near).all(1) & (area != 0) & (x1 >= x0) & (y1 >= y0) & torch.isfinite(area)).nonzero()[:, 0]
 
-    # per kept face: corners, inverse depths, orientation sign, top-left flags of the edges opposite each vertex
-    s = torch.sign(area[keep])
-    cx, cy, iz = fx[keep], fy[keep], 1.0 / fz[keep]
-    nxt = [1, 2, 0]
-    prv = [2, 0, 1]
-    # edge i runs from vertex nxt[i] to prv[i] (opposite vertex i), in the orientation where inside is positive
-    dx = (cx[:, prv] - cx[:, nxt]) * s[:, None]
-    dy = (cy[:, prv] - cy[:, nxt]) * s[:, None]
-    top_left = (dy < 0) | ((dy == 0) & (dx > 0))                                       # (Fk, 3) y points down
+    # Orient every kept triangle so that inside is where all three edge functions are positive (swap corners 1
+    # and 2 of clockwise ones): an edge shared by two triangles is then walked in opposite directions, and its
+    # edge function in one is exactly minus that in the other, so the top-left rule gives each centre to one.
+    order = torch.where((area[keep] > 0)[:, None], torch.tensor([0, 1, 2], device=device),
+                        torch.tensor([0, 2, 1], device=device))
+    cx, cy, cz = (c[keep].gather(1, order) for c in (fx, fy, fz))
+    # edge i runs from corner (i+1)%3 to (i+2)%3; top-left (y down): going up, or horizontal going right
+    dx, dy = cx[:, [2, 0, 1]] - cx[:, [1, 2, 0]], cy[:, [2, 0, 1]] - cy[:, [1, 2, 0]]
+    top_left = (dy < 0) | ((dy == 0) & (dx > 0))
+    # e ≥ 0 as e > -tiny: edge functions of pixel-scale coordinates are 0 or far from the smallest normal float
+    threshold = torch.where(top_left, torch.full_like(dx, -torch.finfo(dtype).tiny), torch.zeros_like(dx))
+    table = torch.cat([cx, cy, 1.0 / cz, threshold, torch.stack([x0[keep], y0[keep], x1[keep], y1[keep]], 1)],
+                      1)                                                              # (Fk, 16)
 
+    # Group triangles by padded bounding-box size, and test each group's boxes as dense (n, ky, kx) tiles:
+    # per-face values broadcast against per-row and per-column offsets, so no per-pixel gathers are needed.
+    sizes = torch.tensor(_size_classes(max(W, H)), device=device)
+    kx = torch.searchsorted(sizes, (x1[keep] - x0[keep] + 1).to(torch.int64))
+    ky = torch.searchsorted(sizes, (y1[keep] - y0[keep] + 1).to(torch.int64))
+    group = kx * len(sizes) + ky
+    by_group = torch.argsort(group)
+    table, keep = table[by_group], keep[by_group]                                     # groups are now slices
+    groups, counts = torch.unique_consecutive(group[by_group], return_counts=True)
     key = torch.full((B * H * W,), _EMPTY, dtype=torch.int64, device=device)
-    counts = nx * ny
-    for start, end in _chunks(counts, chunk_pixels):
-        c = counts[start:end]
-        face = torch.repeat_interleave(torch.arange(start, end, device=device), c)
-        local = torch.arange(face.numel(), device=device) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-        px = x0[face] + (local % nx[face]).to(vertices.dtype)
-        py = y0[face] + (local // nx[face]).to(vertices.dtype)
-        ax, ay, sf = cx[face], cy[face], s[face]
-        e = [_edge(ax[:, nxt[i]], ay[:, nxt[i]], ax[:, prv[i]], ay[:, prv[i]], px, py) * sf for i in range(3)]
-        tl = top_left[face]
-        inside = torch.ones_like(px, dtype=torch.bool)
-        for i in range(3):
-            inside &= (e[i] > 0) | ((e[i] == 0) & tl[:, i])
-        sel = inside.nonzero()[:, 0]
-        if sel.numel() == 0:
-            continue
-        fsel = face[sel]
-        izs = iz[fsel]
-        w = torch.stack([e[i][sel] for i in range(3)], dim=1)
-        inv_depth = (w * izs).sum(1) / w.sum(1)
-        depth = (1.0 / inv_depth).to(torch.float32)
-        gface = keep[fsel]                                                            # b·F + f
-        b = gface // nF
-        pix = b * (H * W) + py[sel].to(torch.int64) * W + px[sel].to(torch.int64)
-        packed = (depth.view(torch.int32).to(torch.int64) << 32) | gface
-        key.scatter_reduce_(0, pix, packed, reduce="amin")
+    start = 0
+    for g, count in zip(groups.tolist(), counts.tolist()):
+        tx, ty = int(sizes[g // len(sizes)]), int(sizes[g % len(sizes)])
+        step = max(1, chunk_pixels // (tx * ty))
+        for lo in range(start, start + count, step):
+            hi = min(lo + step, start + count)
+            _scan(table[lo:hi], keep[lo:hi], tx, ty, key, nF, H, W)
+        start += count
 
     hit = key != _EMPTY
     gface = torch.where(hit, key & 0xFFFFFFFF, torch.zeros_like(key))
@@ -159,8 +175,8 @@ def rasterize(vertices: Tensor, faces: Tensor, camera: Camera, *, near: float = 
         px = (pix % W).to(vertices.dtype)
         py = ((pix // W) % H).to(vertices.dtype)
         ax, ay, az = fx[g], fy[g], fz[g]
-        w = torch.stack([_edge(ax[:, nxt[i]], ay[:, nxt[i]], ax[:, prv[i]], ay[:, prv[i]], px, py)
-                         for i in range(3)], dim=1) / fz[g]
+        w = torch.stack([_edge(ax[:, (i + 1) % 3], ay[:, (i + 1) % 3], ax[:, (i + 2) % 3], ay[:, (i + 2) % 3], px, py)
+                         for i in range(3)], dim=1) / az
         w = w / w.sum(1, keepdim=True)                                                # perspective-correct
         bary[pix] = w
         depth[pix] = (w * az).sum(1)
