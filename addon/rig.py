@@ -87,7 +87,7 @@ def read_rig(obj: bpy.types.Object) -> RigInfo:
         else:  # a missing hand joint sits at its wrist: its rotation stays the identity
             heads[k] = heads[PARENTS[k]]
     M = _body_frame(heads, obj.name)
-    rest = heads @ np.linalg.inv(M[:3, :3]).T
+    rest = heads @ _inverse(M)[:3, :3].T
     return RigInfo(bones=tuple(found), body_to_armature=M, rest_joints=rest, naming=best)
 
 
@@ -118,6 +118,25 @@ def _body_frame(heads: np.ndarray, name: str) -> np.ndarray:
     M = np.eye(4)
     M[:3, :3] = scale * C
     return M
+
+
+def _rigid_inverse(m: np.ndarray) -> np.ndarray:
+    """Inverse of rigid (..., 4, 4) transforms (bone rest matrices have no scale)."""
+    out = np.zeros_like(m)
+    r_t = np.swapaxes(m[..., :3, :3], -1, -2)
+    out[..., :3, :3] = r_t
+    out[..., :3, 3] = -(r_t @ m[..., :3, 3:])[..., 0]
+    out[..., 3, 3] = 1
+    return out
+
+
+def _inverse(M: np.ndarray) -> np.ndarray:
+    """Inverse of body_to_armature (scale · rotation)."""
+    scale = np.linalg.norm(M[:3, 0])
+    out = np.eye(4)
+    out[:3, :3] = M[:3, :3].T / scale**2
+    out[:3, 3] = -out[:3, :3] @ M[:3, 3]
+    return out
 
 
 def _orthonormal(m: np.ndarray) -> np.ndarray:
@@ -184,19 +203,18 @@ def read_pose(obj: bpy.types.Object, rig: RigInfo) -> RigPose:
     Reads `pose_bone.matrix` (so constraints and drivers count), not the raw quaternions.
     """
     M = rig.body_to_armature
-    M_inv = np.linalg.inv(M)
+    M_inv = _inverse(M)
+    present = [k for k, name in enumerate(rig.bones) if name is not None]
+    P = np.array([obj.pose.bones[rig.bones[k]].matrix for k in present])        # (n, 4, 4) armature, posed
+    B = np.array([obj.data.bones[rig.bones[k]].matrix_local for k in present])  # (n, 4, 4) armature, rest
+    T = M_inv @ P @ _rigid_inverse(B) @ M                                         # deformation, body frame
     global_rot = np.zeros((24, 3, 3))
     posed = np.zeros((24, 3))
-    for k, name in enumerate(rig.bones):
-        if name is None:
-            global_rot[k] = global_rot[PARENTS[k]]
-            posed[k] = posed[PARENTS[k]]
-            continue
-        P = np.array(obj.pose.bones[name].matrix)        # armature space, posed
-        B = np.array(obj.data.bones[name].matrix_local)  # armature space, rest
-        T = M_inv @ P @ np.linalg.inv(B) @ M              # deformation in the body frame
-        global_rot[k] = T[:3, :3]
-        posed[k] = (M_inv @ P[:, 3])[:3]
+    global_rot[present] = T[:, :3, :3]
+    posed[present] = (P[:, :, 3] @ M_inv.T)[:, :3]
+    for k in range(24):  # missing hand joints follow their wrist (local rotation = identity)
+        if rig.bones[k] is None:
+            global_rot[k], posed[k] = global_rot[PARENTS[k]], posed[PARENTS[k]]
     global_rot = _orthonormal(global_rot)
     local = global_rot.copy()
     local[1:] = np.swapaxes(global_rot[list(PARENTS[1:])], -1, -2) @ global_rot[1:]
