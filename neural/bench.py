@@ -6,7 +6,9 @@ the fast path (median ms/frame, FLOPs by `FlopCounterMode`, the backbone alone),
 (rasterisation, alpha, paste included), then the faithful naive path and the largest |naive − fast| pixel
 difference. A 2048² fp32 matmul, timed in the same process, is the machine's attainable GFLOP/s. On CUDA it also
 measures batched frames/s with bf16 autocast. The official code's measured times (shared/official/README.md §3–5:
-48 s/frame at 512×256, 11 s at 256×128, 2.84 / 1.22 GiB peak RSS) are the anchor rows.
+48 s/frame at 512×256, 11 s at 256×128, 2.84 / 1.22 GiB peak RSS) are the anchor rows. `--model FILE` measures
+a checkpoint with its own weights (e.g. the released weights imported by `python -m neural import-official`),
+beside the official anchors and any `--presets`.
 """
 
 from __future__ import annotations
@@ -112,21 +114,30 @@ def _scene(config, body_path: Path, device: torch.device, batch: int = 1):
     return body, posed, scene, crop
 
 
-def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.device, body_path: Path) -> dict:
-    """All numbers of one preset, measured in this process."""
+def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.device, body_path: Path,
+            model: Path | None = None) -> dict:
+    """All numbers of one preset (random realistic weights), or of the checkpoint `model`, in this process."""
     from .backbone import backbone_flops
     from .config import preset as get_preset
     from .generator import Generator
     from .renderer import Character, FrameRequest, Renderer
 
-    config = get_preset(preset)
-    torch.manual_seed(0)
-    generator = Generator(config).eval().to(device)
-    realistic_weights_(generator)
+    if model is None:
+        config = get_preset(preset)
+        torch.manual_seed(0)
+        generator = Generator(config).eval().to(device)
+        realistic_weights_(generator)
+    else:
+        from .checkpoint import load
+
+        generator, meta = load(model, device=device)
+        config, preset = meta.config, preset_name(meta.config)
     body, posed, scene, crop = _scene(config, body_path, device)
     z = torch.randn(1, config.latent_dim, generator=torch.Generator().manual_seed(7)).to(device)
     row: dict = {"preset": preset, "device": str(device), "threads": torch.get_num_threads(),
                  "pixels": config.height * config.width, "matmul_gflops": matmul_gflops(device)}
+    if model is not None:
+        row["model"] = Path(model).name
 
     def frame(fast: bool):
         return generator(z, posed, crop, psi=0.7, fast=fast).image
@@ -172,6 +183,13 @@ def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.devi
     return row
 
 
+def preset_name(config) -> str:
+    """The name of the preset equal to `config`, else "custom"."""
+    from .config import PRESETS
+
+    return next((name for name, c in PRESETS.items() if c == config), "custom")
+
+
 def _cuda_throughput(generator, config, body_path: Path, device: torch.device, batch: int = 8) -> dict:
     """Frames/s of `batch` frames per call (different z, same pose and camera) with bf16 autocast."""
     _, posed, _, crop = _scene(config, body_path, device, batch=batch)
@@ -199,16 +217,19 @@ def _child(args) -> int:
         row = raster_row()
     else:
         row = measure(args.preset, repeats=args.repeats, naive_repeats=args.naive_repeats, device=device,
-                      body_path=args.body)
+                      body_path=args.body, model=args.model)
     print("BENCH " + json.dumps(row), flush=True)
     return 0
 
 
-def _run_child(preset: str, device: str, repeats: int, naive_repeats: int, body: Path, threads: int | None) -> dict:
+def _run_child(preset: str, device: str, repeats: int, naive_repeats: int, body: Path, threads: int | None,
+               model: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "neural.bench", "--child", preset, "--device", device, "--repeats", str(repeats),
            "--naive-repeats", str(naive_repeats), "--body", str(body)]
     if threads:
         cmd += ["--threads", str(threads)]
+    if model is not None:
+        cmd += ["--model", str(model)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
     lines = [line[6:] for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
     if proc.returncode != 0 or not lines:
@@ -226,7 +247,8 @@ def table(rows: list[dict], raster: dict | None) -> str:
         mem = f"{r['rss_fast_mib']:.0f} / {r['rss_peak_mib']:.0f}"
         if "cuda_fast_mib" in r:
             mem += f" (CUDA alloc {r['cuda_fast_mib']:.0f})"
-        out.append(f"| {r['preset']} | {r['device']} ({r['threads']} thr) | {r['naive_ms']:.0f} | {r['fast_ms']:.1f} | "
+        name = f"{r['preset']} ({r['model']})" if "model" in r else r["preset"]
+        out.append(f"| {name} | {r['device']} ({r['threads']} thr) | {r['naive_ms']:.0f} | {r['fast_ms']:.1f} | "
                    f"{r['speedup']:.1f}× | {r['max_abs_diff']:.1e} | {r['naive_gflop']:.1f} / {r['fast_gflop']:.1f} | "
                    f"{r['fast_gflops']:.0f} | {r['fast_ms'] - r['backbone_ms']:.1f} | {r['backbone_ms']:.1f} | {r['backbone_gflops']:.0f} "
                    f"({100 * r['backbone_fraction']:.0f} % of {r['matmul_gflops']:.0f}) | {r['renderer_ms']:.1f} | "
@@ -265,7 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     from .body import free_body_path
 
     parser = argparse.ArgumentParser(prog="python -m neural.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=list(DEFAULT_PRESETS), help="generator presets to measure")
+    parser.add_argument("--presets", nargs="+", default=None,
+                        help=f"generator presets to measure with random weights (default: {' '.join(DEFAULT_PRESETS)}, "
+                        "or none with --model)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="also measure this checkpoint with its own weights (.safetensors, e.g. from "
+                        "`python -m neural import-official`); --body must be the body it was made for")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed frames per measurement (median; fewer where they pass 20 s)")
     parser.add_argument("--naive-repeats", type=int, default=None,
@@ -283,14 +310,31 @@ def main(argv: list[str] | None = None) -> int:
     if not args.body.is_file():
         print(f"error: body file {args.body} does not exist; pass --body BODY.npz", file=sys.stderr)
         return 1
+    presets = args.presets if args.presets is not None else [] if args.model else list(DEFAULT_PRESETS)
+    jobs = [(name, None) for name in presets]
+    if args.model is not None:
+        from .body import BodyModel
+        from .checkpoint import read_metadata
+
+        try:
+            meta = read_metadata(args.model)
+            fingerprint = BodyModel.load(args.body).fingerprint
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        if fingerprint != meta.body_fingerprint:
+            print(f"error: model {args.model} was made for the body with fingerprint {meta.body_fingerprint}, but "
+                  f"body file {args.body} has {fingerprint}; pass --body with the model's body file", file=sys.stderr)
+            return 1
+        jobs.append((preset_name(meta.config), args.model))
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
     rows = []
     for device in devices:
-        for name in args.presets:
+        for name, model in jobs:
             naive = args.naive_repeats or (1 if name == "paper-512" and device == "cpu" else args.repeats)
-            print(f"measuring {name} on {device} ...", file=sys.stderr, flush=True)
-            rows.append(_run_child(name, device, args.repeats, naive, args.body, args.threads))
+            print(f"measuring {model or name} on {device} ...", file=sys.stderr, flush=True)
+            rows.append(_run_child(name, device, args.repeats, naive, args.body, args.threads, model))
     raster = None if args.no_raster else _run_child("raster", "cpu", 1, 1, args.body, args.threads)
     text = table(rows, raster)
     print(text)

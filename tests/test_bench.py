@@ -39,3 +39,26 @@ def test_realistic_weights_set_batch_norm_statistics_and_converge_spectral_norms
     w = conv.weight_orig.reshape(conv.weight_orig.shape[0], -1)
     sigma = (conv.weight_u @ w @ conv.weight_v).item()
     assert sigma == pytest.approx(torch.linalg.matrix_norm(w.detach(), ord=2).item(), rel=1e-3)
+
+
+def test_bench_measures_a_model_file_with_its_own_weights(tmp_path, capsys):
+    """`--model FILE` (e.g. the imported official weights) is measured instead of the random-weight presets, and a
+    body file the model was not made for is refused."""
+    from neural import checkpoint
+    from neural.body import BodyModel, free_body_path
+
+    body = write_box_body(tmp_path / "box_body.npz")
+    torch.manual_seed(0)
+    generator = Generator(preset("tiny")).eval()
+    realistic_weights_(generator)
+    model = checkpoint.save(tmp_path / "tiny_model.safetensors", generator,
+                            body_fingerprint=BodyModel.load(body).fingerprint)
+    out = tmp_path / "bench.json"
+    assert main(["--model", str(model), "--repeats", "1", "--device", "cpu", "--body", body, "--no-raster",
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| tiny (tiny_model.safetensors) | cpu" in text and "official paper-512" in text
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["model"] == "tiny_model.safetensors" and row["preset"] == "tiny" and row["max_abs_diff"] < 1e-4
+    assert main(["--model", str(model), "--device", "cpu", "--body", str(free_body_path()), "--no-raster"]) == 1
+    assert "pass --body with the model's body file" in capsys.readouterr().err
