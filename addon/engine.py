@@ -20,16 +20,17 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import bpy
 import numpy as np
 
-from neural.renderer import FrameRequest, FrameResult
-
 from . import preview
 from .scene import SceneError, SceneFrame, read_frame, render_size
 from .ui import ENGINE_ID
+
+if TYPE_CHECKING:  # torch is imported on the first render, not when Blender starts
+    from neural.renderer import FrameRequest, FrameResult
 
 BACKGROUND_DEPTH = 1e10
 PART_PASS = "Body Part"
@@ -93,6 +94,8 @@ def rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
 
 def composite(results: list[FrameResult]) -> FrameResult:
     """Per-pixel depth-ordered "over" of frame results (one per body file); a single result passes through."""
+    from neural.renderer import FrameResult
+
     if len(results) == 1:
         return results[0]
     depth = np.stack([r.depth for r in results])                      # (K, H, W), inf = empty
@@ -112,6 +115,8 @@ def composite(results: list[FrameResult]) -> FrameResult:
 
 
 def empty_result(width: int, height: int) -> FrameResult:
+    from neural.renderer import FrameResult
+
     return FrameResult(rgba=np.zeros((height, width, 4), np.float32), depth=np.full((height, width), np.inf, np.float32),
                        parts=np.ones((height, width), np.uint8))
 

@@ -14,18 +14,19 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import bpy
 import numpy as np
-
-from neural.renderer import FrameResult
 
 from .scene import FLIP, SceneError, SceneFrame, intrinsics_from_projection, read_characters
 
 STRIDES = (4, 2, 1)
 POLL_SECONDS = 0.1
 _JOBS: "weakref.WeakSet[PreviewJob]" = weakref.WeakSet()
+
+if TYPE_CHECKING:
+    from neural.renderer import FrameResult
 
 RenderLevel = Callable[[int, Callable[[], bool]], "FrameResult | None"]  # (stride, should_stop) → result
 

@@ -19,12 +19,22 @@ transform is carried into that frame. The rest pose must be the SMPL T-pose (eve
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import bpy
 import numpy as np
 from mathutils import Matrix
 
-from neural.body import JOINT_NAMES, PARENTS, BodyModel
+if TYPE_CHECKING:
+    from neural.body import BodyModel
+
+# neural.body's JOINT_NAMES and PARENTS, repeated so that registering the add-on does not import torch (a CUDA
+# build set in the preferences must be found first); tests/test_addon_rig.py checks they agree.
+JOINT_NAMES = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
+               "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
+               "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+               "left_hand", "right_hand")
+PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
 REQUIRED = 22  # joints 0..21; SMPL-X / SMPL-H rigs have no "left_hand" / "right_hand" (22, 23): identity there
 _FBX_NAMES = ("Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "L_Ankle", "R_Ankle", "Spine3",

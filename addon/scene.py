@@ -13,14 +13,15 @@ inverse(camera.matrix_world) (Blender cameras look down −Z with +Y up; OpenCV 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import bpy
 import numpy as np
 
-from neural.renderer import Character, FrameRequest
-
 from .rig import RigError, read_pose, read_rig
+
+if TYPE_CHECKING:  # torch is imported on the first render, not when Blender starts
+    from neural.renderer import Character, FrameRequest
 
 FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes ↔ OpenCV camera axes
 CULL_MARGIN = 0.35  # metres around the joints that still count as "seen" (hands, hair, feet beyond the joints)
@@ -53,6 +54,8 @@ class SceneFrame:
 
     def requests(self) -> list[tuple[str, tuple[str, ...], FrameRequest]]:
         """One FrameRequest per body file (a Renderer holds one body): (body_file, character names, request)."""
+        from neural.renderer import FrameRequest
+
         groups: dict[str, list[CharacterJob]] = {}
         for job in self.jobs:
             groups.setdefault(job.body_file, []).append(job)
@@ -130,6 +133,8 @@ def read_characters(depsgraph, K: np.ndarray, w2c: np.ndarray, width: int, heigh
     rest_pelvis gives the body model's rest pelvis for a body file and betas; the character's transl puts the
     model's pelvis where the armature's pelvis is. Without it, the rig's own rest pelvis is used.
     """
+    from neural.renderer import Character
+
     jobs, problems = [], []
     # The depsgraph iterator reuses its items: keep the originals and evaluate each one afterwards. Settings
     # come from the original: editing an ID property does not re-evaluate the object.

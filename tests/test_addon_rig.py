@@ -13,6 +13,7 @@ from addon_fixtures import write_body
 from mathutils import Quaternion
 
 from addon import rig
+from neural import body as neural_body
 from neural.body import JOINT_NAMES, BodyModel
 
 __all__ = ["blank", "registered"]  # fixtures
@@ -104,6 +105,10 @@ def test_fbx_naming_with_arbitrary_bone_axes_round_trips(blank):
     assert np.abs(world_heads(obj, names) - fk @ RX90.T).max() < 1e-5
     posed = rig.read_pose(obj, info)
     assert np.abs(posed.pose - pose).max() < 1e-5
+
+
+def test_skeleton_constants_agree_with_neural_body():
+    assert rig.JOINT_NAMES == neural_body.JOINT_NAMES and rig.PARENTS == neural_body.PARENTS
 
 
 def test_rotation_conversions_round_trip_near_zero_and_pi():
