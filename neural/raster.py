@@ -5,9 +5,9 @@ spec §2: labels 2..25 = the dominant skinning joint + 2, 1 = background). We ma
 surface correspondences of the evaluation protocol (design.md §5), by rasterising the body mesh. No OpenGL, no
 custom ops: the same code runs batched on CPU and CUDA (notes/feasibility.md §4(a) measured the approach).
 
-Algorithm: project the vertices; list, for every triangle, the pixel centres inside its screen bounding box
-(chunked so memory stays bounded however big the triangles are); keep the centres inside the triangle by edge
-functions with the top-left fill rule (a centre exactly on an edge shared by two triangles belongs to exactly one);
+Algorithm: project the vertices; group the triangles by the size of their screen bounding box (powers of two)
+and test each group's boxes as dense tiles of pixel centres (chunked so memory stays bounded however big the
+triangles are); keep the centres inside the triangle by edge functions with the top-left fill rule (a centre exactly on an edge shared by two triangles belongs to exactly one);
 keep the nearest per pixel with one `scatter_reduce(amin)` on an int64 key (float32 depth bits, then face index, so
 equal depths resolve to the lower face index, deterministically); finally recompute barycentrics and depth of the
 winning face at full precision. Triangles with a vertex at or behind the near plane are dropped whole (no
@@ -175,8 +175,8 @@ def rasterize(vertices: Tensor, faces: Tensor, camera: Camera, *, near: float = 
         px = (pix % W).to(vertices.dtype)
         py = ((pix // W) % H).to(vertices.dtype)
         ax, ay, az = fx[g], fy[g], fz[g]
-        w = torch.stack([_edge(ax[:, (i + 1) % 3], ay[:, (i + 1) % 3], ax[:, (i + 2) % 3], ay[:, (i + 2) % 3], px, py)
-                         for i in range(3)], dim=1) / az
+        corners = [((i + 1) % 3, (i + 2) % 3) for i in range(3)]                       # edge opposite corner i
+        w = torch.stack([_edge(ax[:, a], ay[:, a], ax[:, b], ay[:, b], px, py) for a, b in corners], 1) / az
         w = w / w.sum(1, keepdim=True)                                                # perspective-correct
         bary[pix] = w
         depth[pix] = (w * az).sum(1)

@@ -1,18 +1,17 @@
 """neural.camera: round trips, known orientations, resizing against bilinear upsampling, gradients, and the crop
 camera checked by rendering part maps through it and pasting them back into the scene frame."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from neural.body import BodyModel
+from neural.body import BodyModel, free_body_path
 from neural.camera import Camera, crop_camera, intrinsics_from_fov, paste
 from neural.raster import part_map, rasterize
 
-FREE_BODY = Path(__file__).resolve().parents[1] / "neural" / "assets" / "free_body.npz"
+FREE_BODY = free_body_path()
 
 
 def random_rotation(g, dtype=torch.float64):
