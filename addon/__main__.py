@@ -1,8 +1,8 @@
 """Command line of the add-on (design.md §2):
 
     python -m addon build --out dist/ [--no-wheels] [--torch-index URL]
-    python -m addon render --blend FILE --out DIR [--frames A-B] [--model PATH] [--device auto|cpu|cuda]
-    python -m addon render --demo --out DIR [--frames A-B] [--model PATH] [--save-blend FILE]
+    python -m addon render --blend FILE --out DIR [--frames A-B] [--size WxH] [--model PATH] [--device auto|cpu|cuda]
+    python -m addon render --demo --out DIR [--frames A-B] [--size WxH] [--model PATH] [--save-blend FILE]
 
 `render` runs Blender's own animation render (bpy module) through the HumanGAN engine, with the file's output
 settings except the path: frames go to DIR/frame_####.png. `--demo` builds the README scene instead of opening a
@@ -30,6 +30,16 @@ def _frames(text: str) -> tuple[int, int]:
     if b < a:
         raise argparse.ArgumentTypeError(f"--frames {text}: the last frame is before the first")
     return a, b
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size takes W×H (e.g. 512x256), got {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"--size {text}: both sides must be positive")
+    return width, height
 
 
 def walk_pose(frame: float, fps: float = 24.0) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +138,9 @@ def render(args: argparse.Namespace) -> int:
         scene.humangan.device = args.device.upper()
     if args.frames:
         scene.frame_start, scene.frame_end = args.frames
+    if args.size:
+        scene.render.resolution_x, scene.render.resolution_y = args.size
+        scene.render.resolution_percentage = 100
     if args.save_blend:
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save_blend).resolve()))
     out = Path(args.out).resolve()
@@ -157,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--demo", action="store_true")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--frames", type=_frames, help="A-B, inclusive (default: the scene's range)")
+    r.add_argument("--size", type=_size, help="W×H output size, e.g. 512x256 (default: the scene's)")
     r.add_argument("--model", type=Path, help="generator checkpoint (default: the scene's, else the default model)")
     r.add_argument("--body", help="body file for --demo (default: the free body)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"])
