@@ -240,7 +240,8 @@ def _run_child(preset: str, device: str, repeats: int, naive_repeats: int, body:
 def table(rows: list[dict], raster: dict | None) -> str:
     """Markdown: one row per (preset, device), the official anchors, then the targets with PASS/FAIL."""
     out = ["| preset | device | naive ms | fast ms | speedup | max abs diff | GFLOP naive / fast | fast GFLOP/s | "
-           "field ms | backbone ms | backbone GFLOP/s (of matmul) | renderer ms | peak RSS fast / all MiB | CUDA frames/s |",
+           "field ms | backbone ms | backbone GFLOP/s (of matmul) | renderer ms | peak RSS fast / all MiB | "
+           "CUDA frames/s |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fps = f"{r['cuda_fps']:.0f} (batch {r['cuda_batch']}, bf16)" if "cuda_fps" in r else "–"
@@ -250,12 +251,13 @@ def table(rows: list[dict], raster: dict | None) -> str:
         name = f"{r['preset']} ({r['model']})" if "model" in r else r["preset"]
         out.append(f"| {name} | {r['device']} ({r['threads']} thr) | {r['naive_ms']:.0f} | {r['fast_ms']:.1f} | "
                    f"{r['speedup']:.1f}× | {r['max_abs_diff']:.1e} | {r['naive_gflop']:.1f} / {r['fast_gflop']:.1f} | "
-                   f"{r['fast_gflops']:.0f} | {r['fast_ms'] - r['backbone_ms']:.1f} | {r['backbone_ms']:.1f} | {r['backbone_gflops']:.0f} "
-                   f"({100 * r['backbone_fraction']:.0f} % of {r['matmul_gflops']:.0f}) | {r['renderer_ms']:.1f} | "
-                   f"{mem} | {fps} |")
+                   f"{r['fast_gflops']:.0f} | {r['fast_ms'] - r['backbone_ms']:.1f} | {r['backbone_ms']:.1f} | "
+                   f"{r['backbone_gflops']:.0f} ({100 * r['backbone_fraction']:.0f} % of {r['matmul_gflops']:.0f}) | "
+                   f"{r['renderer_ms']:.1f} | {mem} | {fps} |")
     for name, o in OFFICIAL.items():
-        out.append(f"| official {name} (README §3) | cpu (2 thr) | {o['ms']:.0f} | – | – | – | {o['gflop']:.0f} / – | "
-                   f"– | {o['field_ms']:.0f} | {o['backbone_ms']:.0f} | – | – | – / {o['rss_mib']:.0f} | – |")
+        out.append(f"| official {name} (README §3) | cpu (2 thr) | {o['ms']:.0f} | – | – | – | "
+                   f"{o['gflop']:.0f} / – | – | {o['field_ms']:.0f} | {o['backbone_ms']:.0f} | – | – | "
+                   f"– / {o['rss_mib']:.0f} | – |")
     out += ["", "| target | measured | verdict |", "|---|---|---|"]
 
     def target(text: str, measured: str, ok: bool) -> None:
@@ -264,11 +266,11 @@ def table(rows: list[dict], raster: dict | None) -> str:
     for r in rows:
         where = f"{r['preset']}, {r['device']}"
         if r["preset"] == "paper-512":
-            target(f"fast ≥ {TARGETS['speedup']:.0f}× naive ({where})", f"{r['speedup']:.1f}×",
-                   r["speedup"] >= TARGETS["speedup"])
             target(f"max abs diff ≤ {TARGETS['max_diff']:g} ({where})", f"{r['max_abs_diff']:.1e}",
                    r["max_abs_diff"] <= TARGETS["max_diff"])
-            if r["device"] == "cpu":
+            if r["device"] == "cpu":  # the speed and memory targets are the CPU's (official README §3–§5)
+                target(f"fast ≥ {TARGETS['speedup']:.0f}× naive ({where})", f"{r['speedup']:.1f}×",
+                       r["speedup"] >= TARGETS["speedup"])
                 target(f"peak RSS of the fast path ≤ {TARGETS['rss_gib']:g} GB ({where})",
                        f"{r['rss_fast_mib'] / 1024:.2f} GiB", r["rss_fast_mib"] / 1024 <= TARGETS["rss_gib"])
             if "cuda_fps" in r:

@@ -6,7 +6,8 @@ Headless use of the Renderer (design.md §1) without Blender: the camera orbits 
 AMASS files are SMPL-H (T, 156) or SMPL-X (T, 165) axis-angle poses in a Z-up world; their first 22 joints are
 SMPL's body joints (SMPL's hand joints 22, 23 are set to rest), a (T, 72) array is taken as SMPL's 24 joints.
 The Z-up world becomes the body frame's Y-up by rotating the root: R_root' = Q·R_root and, because SMPL rotates
-about the pelvis J₀, transl' = Q·(J₀ + transl) − J₀, with Q = Rx(−90°). Then every vertex moves exactly by Q.
+about the pelvis J₀, transl' = Q·(J₀ + transl) − J₀, with Q = Rx(−90°). Then every vertex moves exactly
+by Q.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> list[Path]:
-    """Render every (frame, yaw) to OUT/frame_TTTTT_yaw±D.png (D in degrees, e.g. yaw-30) (RGBA, straight alpha); returns the paths."""
+    """Render every (frame, yaw) to OUT/frame_TTTTT_yaw±D.png (D in degrees, e.g. yaw-30; RGBA, straight
+    alpha); returns the paths."""
     from PIL import Image
 
     from .renderer import Character, Renderer

@@ -91,7 +91,8 @@ class FrameRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "K", _array(self.K, (3, 3), "FrameRequest.K"))
-        object.__setattr__(self, "world_to_camera", _array(self.world_to_camera, (4, 4), "FrameRequest.world_to_camera"))
+        object.__setattr__(self, "world_to_camera",
+                           _array(self.world_to_camera, (4, 4), "FrameRequest.world_to_camera"))
         object.__setattr__(self, "characters", tuple(self.characters))
         if int(self.width) < 1 or int(self.height) < 1:
             raise ValueError(f"FrameRequest size must be positive, got {self.width}×{self.height}")
