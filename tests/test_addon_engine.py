@@ -126,6 +126,55 @@ def test_animation_frames_differ_exactly_where_the_pose_does(blank, files, tmp_p
     assert (images[0][..., 3] > 0).sum() > 200
 
 
+def test_escape_in_an_animation_stops_within_a_tile_and_keeps_earlier_frames(blank, files, tmp_path, monkeypatch):
+    arm = make_scene(blank, files)
+    info = rig.read_rig(arm)
+    for f, angle in ((1, 0.0), (2, -1.2), (3, 0.6)):
+        pose = np.zeros((24, 3))
+        pose[16] = (0, 0, angle)
+        rig.set_pose(arm, info, pose, np.zeros(3))
+        for name in info.bones:
+            arm.keyframe_insert(f'pose.bones["{name}"].rotation_quaternion', frame=f)
+    blank.frame_start, blank.frame_end = 1, 3
+    blank.render.image_settings.file_format = "PNG"
+    blank.render.filepath = str(tmp_path / "reference" / "frame_")
+    assert bpy.ops.render.render(animation=True) == {"FINISHED"}
+    renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
+    renderer.tile_pixels = 64  # the tiny crop (32 × 16) in 8 tiles
+    polls, progress = {}, {}
+    render_frame = engine.render_frame
+
+    def escaping(frame, *, should_stop, on_progress, **kwargs):
+        """Esc during frame 3 after one tile: the engine's should_stop (RenderEngine.test_break) turns true."""
+        current = blank.frame_current
+
+        def stop():
+            polls[current] = polls.get(current, 0) + 1
+            return should_stop() or (current == 3 and polls[current] > 1)
+
+        def progressed(value):
+            progress.setdefault(current, []).append(value)
+            on_progress(value)
+
+        return render_frame(frame, should_stop=stop, on_progress=progressed, **kwargs)
+
+    monkeypatch.setattr(engine, "render_frame", escaping)
+    blank.render.filepath = str(tmp_path / "escaped" / "frame_")
+    try:
+        bpy.ops.render.render(animation=True)
+    finally:
+        renderer.tile_pixels = 65536
+    assert progress[1] == pytest.approx([k / 8 for k in range(1, 9)]) and progress[3] == pytest.approx([1 / 8])
+    assert polls[3] == 2  # stopped at the first check after one tile
+    for f in (1, 2):  # frames written before Esc are untouched (Blender skips writing the interrupted frame when
+        # its own break flag is set, which a headless process cannot raise)
+        name = f"frame_{f:04d}.png"  # (the files' metadata hold render times: compare pixels)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "escaped" / name)),
+                              np.asarray(Image.open(tmp_path / "reference" / name)))
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "reference" / "frame_0001.png")),
+                              np.asarray(Image.open(tmp_path / "reference" / "frame_0002.png")))
+
+
 def test_cancel_stops_within_one_tile(blank, files):
     make_scene(blank, files)
     frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_pelvis=engine.rest_pelvis)
