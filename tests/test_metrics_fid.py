@@ -37,6 +37,14 @@ def test_frechet_distance_of_a_rank_deficient_set_with_itself_is_zero():
     assert fid.fid_from_features(f, f + 0.5) == pytest.approx(64 * 0.25, rel=1e-9)  # a pure mean shift
 
 
+def test_sample_space_fid_matches_the_covariance_formula():
+    # fewer samples than dimensions: fid_from_features takes the sample-space path; frechet_distance the D×D one
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(9, 40)), 0.5 * rng.normal(size=(12, 40)) + 0.2
+    stats = fid.frechet_distance(fid.FeatureStats.of(a), fid.FeatureStats.of(b))
+    assert fid.fid_from_features(a, b) == pytest.approx(stats, rel=1e-9)
+
+
 def test_kid_matches_a_brute_force_unbiased_mmd():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(7, 4)), rng.normal(size=(7, 4)) + 0.4
