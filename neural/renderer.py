@@ -19,7 +19,8 @@ halo by a min filter so that hair and clothes sort with their body).
 
 The backbone is pixel-wise independent (spec §1.7), so any subset of crop pixels renders exactly: tiles bound the
 memory, `render_pixels` serves progressive previews, `stride` renders a coarse preview. The per-character work
-(mapping, truncation, pose field, style map) is computed once per character and shared by its tiles.
+(mapping, truncation, pose field, style map, alpha, rasterisation) is computed once per character and shared by its
+tiles, and by the next calls with the same request (preview strides 4, 2, 1 render the pose field once).
 Boundary: numpy in, numpy out; torch inside.
 """
 
@@ -182,6 +183,7 @@ class Renderer:
         self.body = body.to(self.device)
         self.config = generator.config
         self.tile_pixels, self.halo, self.fast = int(tile_pixels), float(halo), bool(fast)
+        self._cache: tuple[bytes, list[_Work]] | None = None  # the last request's per-character work
 
     # --- public ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -192,7 +194,7 @@ class Renderer:
         a preview about stride² times cheaper."""
         if stride < 1:
             raise ValueError(f"stride must be ≥ 1, got {stride}")
-        work = [self._prepare(request, c) for c in request.characters]
+        work = self._prepare_all(request)
         h, w = self.config.height, self.config.width
         ys, xs = torch.meshgrid(torch.arange(0, h, stride), torch.arange(0, w, stride), indexing="ij")
         pixels = torch.stack([xs.reshape(-1), ys.reshape(-1)], -1)
@@ -217,7 +219,7 @@ class Renderer:
     def render_pixels(self, request: FrameRequest, pixels: np.ndarray, *, character: int = 0) -> np.ndarray:
         """RGBA (N, 4) float32 (straight alpha, sRGB) of one character's crop at integer crop pixels (N, 2) (x, y),
         exactly as in a full render of that crop (see render_crop)."""
-        item = self._prepare(request, request.characters[character])
+        item = self._prepare_all(request)[character]
         pixels = torch.as_tensor(np.asarray(pixels), dtype=torch.int64)
         if pixels.ndim != 2 or pixels.shape[1] != 2:
             raise ValueError(f"pixels must be (N, 2) integer (x, y); got shape {tuple(pixels.shape)}")
@@ -236,6 +238,21 @@ class Renderer:
         return self.render_pixels(request, pixels, character=character).reshape(h, w, 4)
 
     # --- per character ---------------------------------------------------------------------------------------
+    def _prepare_all(self, request: FrameRequest) -> list[_Work]:
+        """Per-character work, reused when the same request comes again (preview strides 4, 2, 1; render_pixels
+        calls), so the pose field is rendered once per frame."""
+        parts = [request.K, request.world_to_camera, np.array([request.width, request.height])]
+        for c in request.characters:
+            parts += [c.pose, c.betas, c.transl, c.body_to_world, np.array([c.seed, c.psi])]
+        raw = [np.ascontiguousarray(p, dtype=np.float64).tobytes() for p in parts]
+        key = b"".join(len(r).to_bytes(4, "little") + r for r in raw)
+        cached = self._cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        work = [self._prepare(request, c) for c in request.characters]
+        self._cache = (key, work)
+        return work
+
     def _prepare(self, request: FrameRequest, character: Character) -> _Work:
         dev, f32 = self.device, torch.float32
         body = self.body(betas=torch.as_tensor(character.betas[None], dtype=f32, device=dev),
