@@ -174,7 +174,8 @@ def test_optimiser_state_and_counters_beside_the_weights_are_dropped(fx, tmp_pat
     state["optimizer_G"] = {"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": [{"lr": 1e-4}]}
     state["step"] = 1234
     source = _write_pth(tmp_path / "wrapped.pth", state)
-    summary = official.import_official(source, tmp_path / "out.safetensors", body=_smpl_like_body(fx, tmp_path / "b.npz"),
+    body = _smpl_like_body(fx, tmp_path / "b.npz")
+    summary = official.import_official(source, tmp_path / "out.safetensors", body=body,
                                        config=official_fixture.CONFIG)
     names = [g.name for g in summary.dropped]
     assert "optimiser state" in names and "training counters" in names and "optimiser state" in summary.text()
