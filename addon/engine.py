@@ -18,6 +18,7 @@ characters render. Esc is checked before every tile (Renderer.render's should_st
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -36,6 +37,7 @@ BACKGROUND_DEPTH = 1e10
 PART_PASS = "Body Part"
 LAST_REPORTS: list[str] = []  # the latest render's problems, shown in the render panel
 _RENDERERS: dict[tuple, object] = {}
+_LOCK = threading.Lock()
 _BODIES: dict[tuple, object] = {}
 
 Report = Callable[[str], None]
@@ -64,10 +66,12 @@ def get_renderer(model: Path | None, body_file: str, device: str):
 
     body = body_path(body_file)
     key = (_stamp(model), _stamp(body), device)
-    if key not in _RENDERERS:
-        _RENDERERS.clear()  # one model in memory at a time
-        _RENDERERS[key] = Renderer(model_path=model, body_path=body, device=device.lower())
-    return _RENDERERS[key]
+    with _LOCK:  # the viewport's worker thread and F12 may ask at the same time
+        if key not in _RENDERERS:
+            if len({k[0] for k in _RENDERERS} | {key[0]}) > 1 or any(k[2] != device for k in _RENDERERS):
+                _RENDERERS.clear()  # one model on one device in memory at a time
+            _RENDERERS[key] = Renderer(model_path=model, body_path=body, device=device.lower())
+        return _RENDERERS[key]
 
 
 def rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
@@ -133,10 +137,11 @@ def to_passes(result: FrameResult) -> dict[str, np.ndarray]:
     """Blender pass buffers (flat float32, row 0 at the bottom) from a FrameResult (row 0 at the top, colours
     already in [0, 1] as the Renderer gives them)."""
     rgba = result.rgba[::-1]
-    combined = np.empty(rgba.shape, np.float32)
-    combined[..., :3] = srgb_to_linear(rgba[..., :3])
-    combined[..., :3] *= rgba[..., 3:]
-    combined[..., 3] = rgba[..., 3]
+    combined = np.zeros(rgba.shape, np.float32)
+    alpha = rgba[..., 3]
+    seen = alpha > 0  # premultiplied colour is 0 elsewhere: decode only where a person is
+    combined[seen, :3] = srgb_to_linear(rgba[seen, :3]) * alpha[seen, None]
+    combined[..., 3] = alpha
     depth = np.where(np.isfinite(result.depth), result.depth, np.float32(BACKGROUND_DEPTH))[::-1]
     parts = result.parts[::-1].astype(np.float32) - 1
     return {"Combined": combined.ravel(), "Depth": np.ascontiguousarray(depth, np.float32).ravel(),
@@ -227,7 +232,7 @@ class HumanGanEngine(bpy.types.RenderEngine):
             self._report(f"HumanGAN: frame {scene.frame_current} failed: {type(error).__name__}: {error}")
             result = empty_result(width, height)
         self.add_pass(PART_PASS, 1, "X")
-        out = self.begin_result(0, 0, width, height)
+        out = self.begin_result(0, 0, width, height, layer=depsgraph.view_layer.name)
         if result is None:  # Esc: Blender discards this frame and keeps the ones already written
             self.end_result(out, cancel=True)
             return
