@@ -121,7 +121,8 @@ def composite(results: list[FrameResult]) -> FrameResult:
 def empty_result(width: int, height: int) -> FrameResult:
     from neural.renderer import FrameResult
 
-    return FrameResult(rgba=np.zeros((height, width, 4), np.float32), depth=np.full((height, width), np.inf, np.float32),
+    return FrameResult(rgba=np.zeros((height, width, 4), np.float32),
+                       depth=np.full((height, width), np.inf, np.float32),
                        parts=np.ones((height, width), np.uint8))
 
 

@@ -171,11 +171,14 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     m = np.asarray(R, dtype=np.float64)
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
     # four algebraically equal forms; each is stable where its leading component is largest
+    def c(i: int, j: int, sign: float) -> np.ndarray:  # m_ij ± m_ji
+        return m[..., i, j] + sign * m[..., j, i]
+
     forms = np.stack([
-        np.stack([1 + m00 + m11 + m22, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
-        np.stack([m[..., 2, 1] - m[..., 1, 2], 1 + m00 - m11 - m22, m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 - m00 + m11 - m22, m[..., 1, 2] + m[..., 2, 1]], -1),
-        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1], 1 - m00 - m11 + m22], -1),
+        np.stack([1 + m00 + m11 + m22, c(2, 1, -1), c(0, 2, -1), c(1, 0, -1)], -1),
+        np.stack([c(2, 1, -1), 1 + m00 - m11 - m22, c(0, 1, 1), c(0, 2, 1)], -1),
+        np.stack([c(0, 2, -1), c(0, 1, 1), 1 - m00 + m11 - m22, c(1, 2, 1)], -1),
+        np.stack([c(1, 0, -1), c(0, 2, 1), c(1, 2, 1), 1 - m00 - m11 + m22], -1),
     ], -2)  # (..., 4 forms, 4)
     best = np.stack([m00 + m11 + m22, m00, m11, m22], -1).argmax(-1)
     q = np.take_along_axis(forms, best[..., None, None], -2)[..., 0, :]
