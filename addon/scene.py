@@ -12,7 +12,7 @@ inverse(camera.matrix_world) (Blender cameras look down −Z with +Y up; OpenCV 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import bpy
@@ -174,8 +174,3 @@ def read_frame(depsgraph, *, rest_pelvis: RestPelvis | None = None) -> SceneFram
     return SceneFrame(K=K, world_to_camera=w2c, width=width, height=height, jobs=tuple(jobs),
                       problems=tuple(problems))
 
-
-def scaled(frame: SceneFrame, stride: int) -> SceneFrame:
-    """The same frame sampled at every stride-th pixel (pixel (u, v) = full pixel (stride·u, stride·v))."""
-    S = np.diag([1.0 / stride, 1.0 / stride, 1.0])
-    return replace(frame, K=S @ frame.K, width=-(-frame.width // stride), height=-(-frame.height // stride))
