@@ -283,14 +283,7 @@ def create_human(context: bpy.types.Context, body: BodyModel, *, betas: np.ndarr
     Armature modifier deforms it by the same LBS as neural.body (pose blend shapes are not shown in Blender;
     the render uses the full body model).
     """
-    import torch
-
-    nb = 0 if betas is None else len(betas)
-    b = torch.zeros(1, max(nb, 1)) if betas is None else torch.as_tensor(np.asarray(betas, np.float32))[None]
-    with torch.no_grad():
-        rest = body(betas=b[:, :body.num_betas])
-    joints = rest.joints[0].double().numpy()
-    vertices = rest.shaped[0].double().numpy()
+    joints, vertices, rest = _rest_shape(body, betas)
     faces = rest.faces.numpy()
     weights = rest.weights.double().numpy()
 
@@ -338,8 +331,36 @@ def create_human(context: bpy.types.Context, body: BodyModel, *, betas: np.ndarr
     return arm
 
 
-def _build_bones(context: bpy.types.Context, arm: bpy.types.Object, joints: np.ndarray) -> None:
-    """Edit bones: head = joint (body frame), tail = head + BONE_LENGTH·Y, roll 0, SMPL parents."""
+def _rest_shape(body: BodyModel, betas: np.ndarray | None):
+    """Rest joints (24, 3) and shaped vertices (V, 3) of a body for betas (cut to its shape components)."""
+    import torch
+
+    b = torch.zeros(1, 1) if betas is None else torch.as_tensor(np.asarray(betas, np.float32))[None]
+    with torch.no_grad():
+        rest = body(betas=b[:, :body.num_betas])
+    return rest.joints[0].double().numpy(), rest.shaped[0].double().numpy(), rest
+
+
+def apply_shape(context: bpy.types.Context, arm: bpy.types.Object, body: BodyModel, betas: np.ndarray) -> int:
+    """Move the rest skeleton and the skinned mesh of a rig made by create_human to a body's shape for betas, so
+    the viewport shows the shape the render uses; the pose is kept. Returns the number of meshes updated."""
+    info = read_rig(arm)
+    if info.naming != "smplx" or np.abs(info.body_to_armature - np.eye(4)).max() > 1e-9:
+        raise RigError(f"armature '{arm.name}' was not made by Add > HumanGAN Human; its shape comes from the add-on "
+                       "that made it")
+    joints, vertices, _ = _rest_shape(body, betas)
+    meshes = [c for c in arm.children if c.type == "MESH" and len(c.data.vertices) == len(vertices)]
+    _build_bones(context, arm, joints, existing=True)
+    for skin in meshes:
+        skin.data.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+        skin.data.update()
+    return len(meshes)
+
+
+def _build_bones(context: bpy.types.Context, arm: bpy.types.Object, joints: np.ndarray,
+                 existing: bool = False) -> None:
+    """Edit bones: head = joint (body frame), tail = head + BONE_LENGTH·Y, roll 0, SMPL parents (or move the
+    existing ones)."""
     view_layer = context.view_layer
     previous = view_layer.objects.active
     view_layer.objects.active = arm
@@ -347,11 +368,11 @@ def _build_bones(context: bpy.types.Context, arm: bpy.types.Object, joints: np.n
     try:
         bones = arm.data.edit_bones
         for k, joint in enumerate(JOINT_NAMES):
-            bone = bones.new(joint)
+            bone = bones[joint] if existing else bones.new(joint)
             bone.head = tuple(joints[k])
             bone.tail = tuple(joints[k] + (0.0, BONE_LENGTH, 0.0))
             bone.roll = 0.0
-            if PARENTS[k] >= 0:
+            if PARENTS[k] >= 0 and not existing:
                 bone.parent = bones[JOINT_NAMES[PARENTS[k]]]
     finally:
         bpy.ops.object.mode_set(mode="OBJECT")

@@ -6,7 +6,7 @@ frame request).
 - Scene settings (`scene.humangan`): model file (empty: the default model), device, viewport preview scale.
 - Character settings (`object.humangan`, armatures): enabled, appearance seed, truncation ψ, body file (empty:
   the free body), betas.
-- Operators: Add > HumanGAN Human, Import Motion (AMASS .npz).
+- Operators: Add > HumanGAN Human, Apply Shape to Rig (betas → rest skeleton and mesh), Import Motion (AMASS).
 """
 
 from __future__ import annotations
@@ -122,6 +122,35 @@ class OBJECT_OT_humangan_human_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class OBJECT_OT_humangan_apply_shape(bpy.types.Operator):
+    """Move the rig's rest skeleton and body mesh to the character's body file and betas (the render uses them
+    either way; this makes the viewport show them)"""
+
+    bl_idname = "object.humangan_apply_shape"
+    bl_label = "Apply Shape to Rig"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "ARMATURE"
+
+    def execute(self, context):
+        import numpy as np
+        from neural.body import BodyModel
+
+        from . import rig
+
+        arm = context.active_object
+        try:
+            body = BodyModel.load(_body_path(arm.humangan.body_file))
+            count = rig.apply_shape(context, arm, body, np.array(arm.humangan.betas))
+        except (ValueError, FileNotFoundError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"'{arm.name}': rest skeleton and {count} body mesh(es) reshaped")
+        return {"FINISHED"}
+
+
 class HUMANGAN_OT_import_motion(bpy.types.Operator, ImportHelper):
     """Import an AMASS-style motion (.npz: poses, trans, betas, mocap_framerate; Z up) onto the active SMPL
     armature as keyframes at the scene's frame rate"""
@@ -207,6 +236,7 @@ class OBJECT_PT_humangan_character(bpy.types.Panel):
         layout.prop(settings, "psi")
         layout.prop(settings, "body_file")
         layout.prop(settings, "betas")
+        layout.operator(OBJECT_OT_humangan_apply_shape.bl_idname, icon="MOD_ARMATURE")
         layout.operator(HUMANGAN_OT_import_motion.bl_idname, icon="IMPORT")
 
 
@@ -215,7 +245,7 @@ def _add_menu(self, context):
 
 
 CLASSES = (HumanGanPreferences, SceneSettings, CharacterSettings, OBJECT_OT_humangan_human_add,
-           HUMANGAN_OT_import_motion, RENDER_PT_humangan, OBJECT_PT_humangan_character)
+           OBJECT_OT_humangan_apply_shape, HUMANGAN_OT_import_motion, RENDER_PT_humangan, OBJECT_PT_humangan_character)
 
 
 def _compatible_panels():

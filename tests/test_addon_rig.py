@@ -44,31 +44,35 @@ def test_human_mesh_deforms_like_neural_body(blank, tmp_path):
     arm = bpy.context.active_object
     assert arm.humangan.enabled and arm.humangan.seed == 3
     assert tuple(arm.rotation_euler) == pytest.approx((math.pi / 2, 0, 0))
+    A = np.array(arm.matrix_world)
+    rest = model()().shaped[0].double().numpy()
+    assert (rest @ A[:3, :3].T + A[:3, 3])[:, 2].min() == pytest.approx(0.0, abs=1e-6)  # feet on the ground
     betas = np.array([1.5, -2.0])
-    arm.humangan.betas[:2] = betas  # the mesh was built with zero betas; rebuild one with betas below
-    arm2 = rig.create_human(bpy.context, model(), betas=betas, name="Shaped")
+    arm.humangan.betas[:2] = betas
+    assert bpy.ops.object.humangan_apply_shape() == {"FINISHED"}  # rest skeleton and mesh follow the betas
     pose, transl = random_pose(1), np.array([0.1, -0.05, 0.2])
-    info = rig.read_rig(arm2)
-    rig.set_pose(arm2, info, pose, transl)
+    info = rig.read_rig(arm)
+    rig.set_pose(arm, info, pose, transl)
     # our rig: rotation_quaternion is the SMPL local rotation itself
     for k, name in enumerate(JOINT_NAMES):
-        q = arm2.pose.bones[name].rotation_quaternion
+        q = arm.pose.bones[name].rotation_quaternion
         expected = Quaternion(pose[k] / np.linalg.norm(pose[k]), float(np.linalg.norm(pose[k])))
         assert abs(abs(q.dot(expected)) - 1) < 1e-6
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    skin = next(o for o in arm2.children if o.type == "MESH")
+    skin = next(o for o in arm.children if o.type == "MESH")
     evaluated = skin.evaluated_get(depsgraph)
     co = np.empty(len(evaluated.data.vertices) * 3, np.float32)
     evaluated.data.vertices.foreach_get("co", co)
     world = np.array(skin.matrix_world)
     blender = co.reshape(-1, 3).astype(np.float64) @ world[:3, :3].T + world[:3, 3]
     _, vertices = fk_joints(pose, transl, betas)
-    A = np.array(arm2.matrix_world)
-    expected = vertices @ A[:3, :3].T + A[:3, 3]
-    assert np.abs(blender - expected).max() < 1e-5
-    # feet on the ground at the rest pose: the lowest rest vertex is at z = 0
-    rest = model()(betas=torch.tensor(betas, dtype=torch.float32)[None]).shaped[0].double().numpy()
-    assert (rest @ A[:3, :3].T + A[:3, 3])[:, 2].min() == pytest.approx(0.0, abs=1e-6)
+    assert np.abs(blender - (vertices @ A[:3, :3].T + A[:3, 3])).max() < 1e-5
+
+
+def test_apply_shape_refuses_rigs_of_other_add_ons(blank, tmp_path):
+    obj = build_rig(blank, box_joints(), "meshcapade", name="Meshcapade")
+    with pytest.raises(rig.RigError, match="'Meshcapade' was not made by Add > HumanGAN Human"):
+        rig.apply_shape(bpy.context, obj, model(), np.zeros(2))
 
 
 @pytest.mark.parametrize("style", ["meshcapade", "mpi"])
