@@ -14,7 +14,7 @@ from mathutils import Vector
 from PIL import Image
 
 from addon import engine, rig, scene
-from neural.renderer import Renderer
+from neural.renderer import Renderer, default_model_path
 
 __all__ = ["blank", "registered"]
 
@@ -212,6 +212,13 @@ def test_errors_are_reported_by_name_and_the_others_render(blank, files, tmp_pat
     assert "Warning: HumanGAN: character 'Rigify'" in capfd.readouterr().out  # what the Info bar shows
     image = np.asarray(Image.open(tmp_path / "errors.png"))
     assert (image[..., 3] > 0).sum() > 200  # 'Good' rendered
+    # no model file set: the default model, or (until one ships) an error saying so
+    blank.humangan.model_file = ""
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    if default_model_path().is_file():
+        assert not any("'Good'" in r for r in engine.LAST_REPORTS)
+    else:
+        assert any("default model" in r and "'Good'" in r for r in engine.LAST_REPORTS), engine.LAST_REPORTS
     # a missing model, then a file that is not a model: reported with the file's name, an empty frame written
     for bad, text in ((tmp_path / "absent.safetensors", "does not exist"), (files["body"], "body.npz")):
         blank.humangan.model_file = str(bad)
