@@ -201,8 +201,12 @@ class HumanGanEngine(bpy.types.RenderEngine):
         self.preview = None
 
     def __del__(self):
-        if getattr(self, "preview", None) is not None:
-            self.preview.stop()
+        try:
+            state = getattr(self, "preview", None)
+        except ReferenceError:  # Blender freed the engine before Python did
+            return
+        if state is not None and state.job is not None:
+            state.job.stop()
 
     def update_render_passes(self, scene=None, renderlayer=None):
         self.register_pass(scene, renderlayer, "Combined", 4, "RGBA", "COLOR")
