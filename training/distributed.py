@@ -58,17 +58,20 @@ def shutdown() -> None:
 
 
 def all_reduce_gradients(module: nn.Module, world: int) -> None:
-    """Average the gradients of `module`'s trainable parameters over processes (one flat all-reduce)."""
+    """Average the gradients of `module`'s parameters over processes (one flat all-reduce). Parameters without a
+    gradient (outside this step's graph, the same on every process) are left without one."""
     if world == 1:
         return
-    params = [p for p in module.parameters() if p.requires_grad]
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    params = [p for p in module.parameters() if p.grad is not None]
+    if not params:
+        return
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
     dist.all_reduce(flat)
     flat /= world
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad.copy_(flat[offset:offset + n].view_as(p))
         offset += n
 
 
@@ -79,6 +82,18 @@ def broadcast(module: nn.Module, world: int) -> None:
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
+
+
+def check_in_sync(module: nn.Module, world: int, what: str) -> None:
+    """Raise if the processes' copies of `module` differ (they must stay identical after every update)."""
+    if world == 1:
+        return
+    with torch.no_grad():
+        sums = torch.stack([p.detach().double().sum() for p in module.parameters()])
+        gathered = [torch.empty_like(sums) for _ in range(world)]
+        dist.all_gather(gathered, sums)
+    if any(not torch.allclose(g, gathered[0], rtol=1e-6, atol=1e-9) for g in gathered[1:]):
+        raise RuntimeError(f"the {what} differs between processes; the data-parallel update is broken")
 
 
 def mean_over_processes(values: dict[str, float], world: int, device: torch.device) -> dict[str, float]:

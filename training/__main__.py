@@ -1,0 +1,97 @@
+"""`python -m training {synth, prepare, train}`: the training package's command line (design.md §2).
+
+    python -m training synth --out DIR --count N [--size 256x128] [--seed S] [--body FILE]
+    python -m training prepare --images DIR --fits FILE_OR_DIR --out DIR [--size 256x128] [--masks DIR]
+                               [--parts DIR] [--body FILE] [--strict]
+    python -m training train --preset P --data DIR --run DIR [--steps N] [--batch B] [--device auto|cpu|cuda]
+    torchrun --standalone --nproc_per_node N -m training train --preset P --data DIR --run-dir DIR
+        (data-parallel over N processes; under torchrun spell --run as --run-dir, which torchrun leaves alone)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from neural.body import free_body_path
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be HEIGHTxWIDTH, e.g. 256x128") from None
+    if height != 2 * width or width < 8:
+        raise argparse.ArgumentTypeError(f"size {text!r}: images are 2:1 (height = 2 × width), width ≥ 8")
+    return height, width
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    commands = p.add_subparsers(dest="command", required=True)
+
+    s = commands.add_parser("synth", help="synthetic photo collection with known ground truth")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--count", type=int, required=True)
+    s.add_argument("--size", type=_size, default=(256, 128), help="HEIGHTxWIDTH (default 256x128)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--body", type=Path, default=None, help="SMPL-format body .npz (default: the free body)")
+
+    r = commands.add_parser("prepare", help="photo collection + SMPL fits → dataset folder")
+    r.add_argument("--images", type=Path, required=True)
+    r.add_argument("--fits", type=Path, required=True, help="a fits file or a folder of per-image fits")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--size", type=_size, default=(256, 128), help="HEIGHTxWIDTH of the dataset (default 256x128)")
+    r.add_argument("--masks", type=Path, default=None, help="foreground masks, PNGs named like the images")
+    r.add_argument("--parts", type=Path, default=None, help="part maps (labels 1..25), PNGs named like the images")
+    r.add_argument("--body", type=Path, default=free_body_path(),
+                   help="the SMPL-format body the fits were made for (SMPL fits: SMPL_NEUTRAL.npz)")
+    r.add_argument("--margin", type=float, default=0.05, help="free frame fraction around the person")
+    r.add_argument("--strict", action="store_true", help="refuse the whole collection if any input is bad")
+
+    t = commands.add_parser("train", help="train a generator (resumes an existing --run)")
+    t.add_argument("--preset", required=True, help="cpu-small, tiny, paper-256, paper-512, or PRESET+ABLATION")
+    t.add_argument("--data", type=Path, required=True)
+    # torchrun's own parser reads any `--run` as an abbreviation of its --run-path and stops: write --run-dir there
+    t.add_argument("--run", "--run-dir", dest="run", type=Path, required=True, help="run folder (--run-dir alias)")
+    t.add_argument("--steps", type=int, default=None, help="train until this step (default: the preset's)")
+    t.add_argument("--batch", type=int, default=None, help="global batch (default: the preset's)")
+    t.add_argument("--body", type=Path, default=None, help="body file (default: the one the dataset names)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    t.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per process (default: torch's; use 1 on a busy shared machine)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "synth":
+        from .synth import main as run
+
+        args.height, args.width = args.size
+        return run(args)
+    if args.command == "prepare":
+        from .prepare import main as run
+
+        args.height, args.width = args.size
+        return run(args)
+    from .config import preset
+    from .loop import train
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        config = preset(args.preset)
+        changes = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v is not None}
+        train(config.replace(**changes), data=args.data, run=args.run, body_path=args.body, device=args.device)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

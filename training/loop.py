@@ -1,0 +1,313 @@
+"""The training loop: `train(config, data, run)` (paper §3.4, spec §2.3–2.4).
+
+Each iteration is one discriminator step then one generator step on the same real minibatch, whose SMPL fits and
+cameras condition G, with fresh z for each. Step types cycle with period 8: on "rotate" steps G renders from the
+batch's cameras turned about the body (yaw ~ N(0, 0.4), pitch ~ N(0, 0.1) rad) and must show the body's part map
+from there; otherwise from the photo's camera, against the rasterised part map or (p = ½) the real image's own map.
+Lazy R1 (optional) on the cycle's `r1_phases`. Adam (0, 0.9) with the pose field at ×0.05, gradient clipping 1.0,
+EMA of G with warm-up, density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` processes.
+
+One deliberate difference from the official code: the discriminator's real-image target is the photo's part map or
+(p = ½) its fit's part map rasterised from the *photo's* camera, never from the rotated camera that the official
+code also uses there (a label/image mismatch on half of the steps, spec §2.3).
+
+The run folder: training_options.json, stats.jsonl, samples/*.png, checkpoints (training/state.py). Running the same
+command again resumes from the newest complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from neural.body import BodyModel, free_body_path
+from neural.camera import Camera
+from neural.checkpoint import save as save_generator
+from neural.generator import Generator
+from neural.raster import part_map, rasterize
+
+from . import distributed, state
+from .config import TrainingConfig
+from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
+from .discriminator import NUM_CLASSES, UNetDiscriminator
+from .losses import discriminator_loss, generator_loss, r1_penalty
+from .samples import SampleSet, write_grid
+
+
+def load_body(manifest: dict, body_path: Path | None) -> tuple[BodyModel, Path]:
+    """The dataset's body model: `body_path`, else the file the manifest names, else the free body; its fingerprint
+    must match the dataset's."""
+    want = manifest["body"]["fingerprint"]
+    candidates = [Path(body_path)] if body_path else [Path(manifest["body"]["file"]), free_body_path()]
+    for path in candidates:
+        if path.is_file():
+            body = BodyModel.load(path)
+            if body.fingerprint == want:
+                return body, path
+            if body_path:
+                raise ValueError(f"body file {path} has fingerprint {body.fingerprint}; the dataset was made with "
+                                 f"{want} ({manifest['body']['file']}). Pass that file with --body")
+    raise FileNotFoundError(f"the dataset's body file {manifest['body']['file']} (fingerprint {want}) was not found; "
+                            "pass it with --body")
+
+
+def resolve_run(run: Path, config: TrainingConfig, data: Path, main: bool) -> None:
+    """Create the run folder with training_options.json, or check that a resumed run trains the same thing."""
+    options = json.loads(json.dumps({"config": config.to_dict(), "data": str(Path(data).resolve())}))
+    path = run / "training_options.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        old_config = {**old["config"], "steps": None}
+        if old_config != {**options["config"], "steps": None} or old["data"] != options["data"]:
+            raise ValueError(f"{run} holds a run with other options (see {path}); resume with the same preset and "
+                             "data, or choose a new --run folder")
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "samples").mkdir(exist_ok=True)
+        write_json_atomic(path, options)
+
+
+def _rng(config: TrainingConfig, step: int, rank: int) -> torch.Generator:
+    """All randomness of one step on one process: a pure function of (seed, step, rank), so resuming is exact."""
+    return torch.Generator().manual_seed((config.seed * 1_000_003 + step) * 1009 + rank)
+
+
+def _optimizers(config: TrainingConfig, G: Generator, D: UNetDiscriminator):
+    groups = []
+    for name, params in G.parameter_groups().items():
+        scale = config.field_lr_scale if name.startswith("pose") else 1.0
+        groups.append({"params": params, "lr": config.g_lr * scale, "base_lr": config.g_lr * scale, "name": name})
+    g_opt = torch.optim.Adam(groups, betas=config.betas, eps=1e-8)
+    d_opt = torch.optim.Adam([{"params": list(D.parameters()), "lr": config.d_lr, "base_lr": config.d_lr}],
+                             betas=config.betas, eps=1e-8)
+    return g_opt, d_opt
+
+
+def _set_lr(config: TrainingConfig, step: int, *optimizers: torch.optim.Optimizer) -> None:
+    factor = 0.5 if config.lr_drop_step is not None and step >= config.lr_drop_step else 1.0
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
+
+
+def _update(module, optimizer, scaler, loss: Tensor, config: TrainingConfig, world: int) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    distributed.all_reduce_gradients(module, world)
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+@torch.no_grad()
+def update_ema(ema: Generator, G: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA of the parameters with warm-up min(decay, (1 + n) / (10 + n)); buffers (BN statistics) are copied."""
+    beta = min(decay, (1 + step) / (10 + step))
+    params = dict(G.named_parameters())
+    for name, p in ema.named_parameters():
+        p.lerp_(params[name].detach(), 1 - beta)
+    buffers = dict(G.named_buffers())
+    for name, b in ema.named_buffers():
+        b.copy_(buffers[name])
+
+
+def labels(posed, camera: Camera) -> Tensor:
+    """(B, H, W) int64 part labels of the posed bodies seen by the camera."""
+    return part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+
+
+def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | None = None, device: str = "auto",
+          progress: bool = True) -> int:
+    """Train until `config.steps`; returns the step reached. Resumes from the newest complete checkpoint in `run`."""
+    ctx = distributed.init(device)
+    dev, world = ctx.device, ctx.world
+    if config.batch % world:
+        raise ValueError(f"global batch {config.batch} is not divisible by {world} processes")
+    local_batch = config.batch // world
+    run = Path(run)
+    manifest = read_manifest(data)
+    body, body_file = load_body(manifest, body_path)
+    body = body.to(dev)
+    resolve_run(run, config, data, ctx.main)
+    gc = config.generator
+    dataset = PhotoDataset(data, height=gc.height, width=gc.width)
+
+    torch.manual_seed(config.seed)
+    G = Generator(gc).to(dev).train()
+    D = UNetDiscriminator(height=gc.height, width=gc.width, channels=config.d_channels, head=config.d_head,
+                          num_classes=NUM_CLASSES if config.loss == "segmentation" else 1).to(dev).train()
+    ema = copy.deepcopy(G).eval().requires_grad_(False)
+    G = distributed.sync_batch_norm(G, ctx)
+    g_opt, d_opt = _optimizers(config, G, D)
+    amp = config.amp and dev.type == "cuda"
+    g_scaler = torch.amp.GradScaler(dev.type, enabled=amp)
+    d_scaler = torch.amp.GradScaler(dev.type, enabled=amp)
+
+    distributed.barrier(world)  # the run folder exists for every process
+    start = state.latest(run)
+    if start is not None:
+        state.load(state.state_path(run, start), generator=G, discriminator=D, g_optimizer=g_opt, d_optimizer=d_opt,
+                   g_scaler=g_scaler, d_scaler=d_scaler)
+        ema.load_state_dict(_read_tensors(state.generator_path(run, start)))
+    else:
+        start = 0
+        distributed.broadcast(G, world)
+        distributed.broadcast(D, world)
+        ema.load_state_dict(G.state_dict())
+    if ctx.main:
+        _trim_stats(run / "stats.jsonl", start)
+    sampler = BatchSampler(len(dataset), batch=config.batch, rank=ctx.rank, world=world, seed=config.seed,
+                           start_step=start)
+    loader = iter(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=config.workers,
+                                              pin_memory=dev.type == "cuda", persistent_workers=config.workers > 0))
+    samples = SampleSet.build(dataset, body, gc, device=dev) if ctx.main else None
+    if ctx.main and start == 0:
+        write_grid(run / "samples" / "reals.png", samples.reals())
+
+    meter = _Meter(start, config.steps, config.batch, progress and ctx.main)
+    autocast = torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp)
+    cycle = len(config.rotate_cycle)
+    for step in range(start, config.steps):
+        rng = _rng(config, step, ctx.rank)
+        phase = step % cycle
+        rotate = config.rotate_cycle[phase]
+        _set_lr(config, step, g_opt, d_opt)
+        batch = {k: v.to(dev, non_blocking=True) for k, v in next(loader).items()}
+        with torch.no_grad():
+            posed = body(betas=batch["betas"], pose=batch["pose"], transl=batch["transl"])
+            camera = Camera(K=batch["K"], world_to_camera=batch["world_to_camera"], width=gc.width, height=gc.height)
+            fit_labels = labels(posed, camera)
+            swap = (torch.rand(local_batch, generator=rng) < config.label_swap).to(dev)[:, None, None]
+            real_target = torch.where(swap, fit_labels, batch["parts"])
+            if rotate:
+                yaw = torch.randn(local_batch, generator=rng) * config.yaw_std
+                pitch = torch.randn(local_batch, generator=rng) * config.pitch_std
+                w2c = rotate_about_body(camera.world_to_camera, posed.root_rotation, posed.joints[:, 0],
+                                        yaw.to(dev), pitch.to(dev))
+                fake_camera = Camera(K=camera.K, world_to_camera=w2c, width=gc.width, height=gc.height)
+                g_target = labels(posed, fake_camera)
+            else:
+                fake_camera = camera
+                swap_g = (torch.rand(local_batch, generator=rng) < config.label_swap).to(dev)[:, None, None]
+                g_target = torch.where(swap_g, fit_labels, batch["parts"])
+        noise = max(0.0, 1.0 - step / config.density_noise_steps)
+        z_d = torch.randn(local_batch, gc.latent_dim, generator=rng).to(dev)
+        z_g = torch.randn(local_batch, gc.latent_dim, generator=rng).to(dev)
+        ray_rng = torch.Generator(device=dev).manual_seed(int(torch.randint(2**62, (1,), generator=rng)))
+
+        # The pose field does not depend on z (spec §1.5: its FiLM codes are learnt constants), so one rendering
+        # of it, with gradients, serves the D step's fakes (another z, no gradients) and the G step.
+        with autocast:
+            styles = G.prepare(z_g, posed, fake_camera, generator=ray_rng, noise_std=noise)
+
+        # discriminator step
+        D.requires_grad_(True).train()
+        with torch.no_grad(), autocast:
+            fake = G.synthesize(dataclasses.replace(styles, w=G.appearance(z_d)))
+        with autocast:
+            logits = D(torch.cat([batch["image"], fake.float()]))
+            d_loss = discriminator_loss(logits[:local_batch], logits[local_batch:], real_target, kind=config.loss)
+        r1 = torch.zeros((), device=dev)
+        if config.r1_lambda > 0 and phase in config.r1_phases:
+            r1 = r1_penalty(D, batch["image"], kind=config.loss)
+            d_loss = d_loss + 0.5 * config.r1_lambda * config.r1_gain * r1
+        _update(D, d_opt, d_scaler, d_loss, config, world)
+
+        # generator step: D in eval mode keeps its spectral-norm power iteration out of G's graph
+        D.requires_grad_(False).eval()
+        with autocast:
+            g_loss = generator_loss(D(G.synthesize(styles)), g_target, kind=config.loss)
+        _update(G, g_opt, g_scaler, g_loss, config, world)
+        update_ema(ema, G, step, config.ema_decay)
+
+        done = step + 1
+        d_loss, g_loss = d_loss.item(), g_loss.item()
+        meter.tick(done, {"D": d_loss, "G": g_loss})
+        if done % config.log_every == 0 or done == config.steps:
+            values = distributed.mean_over_processes(
+                {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item()}, world, dev)
+            if ctx.main:
+                _append_stats(run / "stats.jsonl", {"step": done, **values, "rotate": rotate, **meter.stats()})
+        if ctx.main and (done % config.sample_every == 0 or done == config.steps):
+            write_grid(run / "samples" / f"fakes-{done:07d}.png", samples.render(ema))
+        if done % config.checkpoint_every == 0 or done == config.steps:
+            distributed.check_in_sync(G, world, "generator")
+            distributed.check_in_sync(D, world, "discriminator")
+            if ctx.main:
+                extra = {"body_file": str(body_file), "data": str(data), "config": config.to_dict()}
+                state.save(state.state_path(run, done), step=done, generator=G, discriminator=D, g_optimizer=g_opt,
+                           d_optimizer=d_opt, g_scaler=g_scaler, d_scaler=d_scaler)
+                save_generator(state.generator_path(run, done), ema, body_fingerprint=body.fingerprint, step=done,
+                               extra=extra)
+                state.prune(run, keep_every=config.keep_every)
+            distributed.barrier(world)
+    meter.close()
+    distributed.shutdown()
+    return config.steps
+
+
+def _read_tensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def _append_stats(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+
+
+def _trim_stats(path: Path, step: int) -> None:
+    """Keep the complete records up to `step` (a killed run may have logged past its last checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("step", math.inf) <= step:
+            kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.replace(path)
+
+
+class _Meter:
+    """Throughput, ETA and a one-line progress bar on stderr (rank 0)."""
+
+    def __init__(self, start: int, total: int, batch: int, show: bool) -> None:
+        self.start, self.total, self.batch, self.show = start, total, batch, show
+        self.t0 = self.last = time.perf_counter()
+        self.rate = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def tick(self, step: int, losses: dict[str, float]) -> None:
+        now = time.perf_counter()
+        self.rate = (step - self.start) * self.batch / max(now - self.t0, 1e-9)
+        if not self.show or (not self.tty and now - self.last < 30 and step < self.total):
+            return
+        self.last = now
+        eta = (self.total - step) * self.batch / max(self.rate, 1e-9)
+        bar = "#" * int(20 * step / self.total)
+        text = (f"step {step}/{self.total} [{bar:<20}] " + " ".join(f"{k} {v:.3f}" for k, v in losses.items())
+                + f" | {self.rate:.2f} img/s | ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+        print(("\r" if self.tty else "") + text, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def stats(self) -> dict[str, float]:
+        return {"images_per_s": round(self.rate, 3), "seconds": round(time.perf_counter() - self.t0, 1)}
+
+    def close(self) -> None:
+        if self.show and self.tty:
+            print(file=sys.stderr)
