@@ -103,3 +103,18 @@ def test_discriminator_learns_on_a_tiny_collection(collection, tmp_path):
     assert np.isfinite(d).all() and np.isfinite(g).all()
     assert d[-5:].mean() < d[:5].mean() - 0.1, d  # D learns to segment reals and spot fakes
     assert {r["rotate"] for r in records} == {True, False}  # the phase cycle turns cameras on half the steps
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (float16 AMP path)")
+def test_cuda_amp_run_resumes(collection, tmp_path):
+    config = preset("tiny").replace(steps=6, checkpoint_every=3, sample_every=6)
+    assert config.amp
+    train(config, data=collection, run=tmp_path / "run", device="cuda", progress=False)
+    train(config.replace(steps=9), data=collection, run=tmp_path / "run", device="cuda", progress=False)
+    records = _stats(tmp_path / "run")
+    assert [r["step"] for r in records] == list(range(1, 10))
+    assert all(np.isfinite(r["loss_D"]) and np.isfinite(r["loss_G"]) for r in records)
+    meta = state.load_metadata(state.state_path(tmp_path / "run", 9))
+    assert meta["scaler_G"]["scale"] > 0  # the float16 GradScaler was live and saved
+    _check_files(tmp_path / "run")

@@ -80,23 +80,32 @@ def save(path: Path, *, step: int, generator: nn.Module, discriminator: nn.Modul
         tmp.unlink(missing_ok=True)
 
 
-def load(path: Path, *, generator: nn.Module, discriminator: nn.Module, g_optimizer: torch.optim.Optimizer,
-         d_optimizer: torch.optim.Optimizer, g_scaler, d_scaler) -> dict[str, Any]:
-    """Restore everything `save` wrote, in place; returns the JSON metadata (with "step")."""
+def load_metadata(path: Path) -> dict[str, Any]:
+    """The JSON metadata of a training-state file (step, optimiser settings, scalers), without its tensors."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["training_state"])
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format {meta.get('format')!r}; expected {FORMAT!r}")
+    return meta
+
+
+def load(path: Path, *, generator: nn.Module, discriminator: nn.Module, g_optimizer: torch.optim.Optimizer,
+         d_optimizer: torch.optim.Optimizer, g_scaler, d_scaler) -> dict[str, Any]:
+    """Restore everything `save` wrote, in place; returns the JSON metadata (with "step")."""
+    from safetensors.torch import load_file
+
+    meta = load_metadata(path)
     tensors = load_file(str(path))
     generator.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
     discriminator.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
     g_optimizer.load_state_dict(_optimizer_state("opt_G", tensors, meta["opt_G"]))
     d_optimizer.load_state_dict(_optimizer_state("opt_D", tensors, meta["opt_D"]))
-    g_scaler.load_state_dict(meta["scaler_G"])
-    d_scaler.load_state_dict(meta["scaler_D"])
+    if meta["scaler_G"] and g_scaler.is_enabled():  # a CPU run's disabled scaler saved nothing
+        g_scaler.load_state_dict(meta["scaler_G"])
+    if meta["scaler_D"] and d_scaler.is_enabled():
+        d_scaler.load_state_dict(meta["scaler_D"])
     return meta
 
 
