@@ -236,7 +236,10 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
             values = distributed.mean_over_processes(
                 {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item()}, world, dev)
             if ctx.main:
-                _append_stats(run / "stats.jsonl", {"step": done, **values, "rotate": rotate, **meter.stats()})
+                memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
+                    if dev.type == "cuda" else {}
+                _append_stats(run / "stats.jsonl",
+                              {"step": done, **values, "rotate": rotate, **meter.stats(), **memory})
         if ctx.main and (done % config.sample_every == 0 or done == config.steps):
             write_grid(run / "samples" / f"fakes-{done:07d}.png", samples.render(ema))
         if done % config.checkpoint_every == 0 or done == config.steps:
