@@ -86,6 +86,20 @@ def test_killed_run_resumes_to_the_same_step(collection, tmp_path):
     assert {p.name for p in (run / "samples").iterdir()} >= {"reals.png", "fakes-0000010.png", "fakes-0000024.png"}
 
 
+def test_resumed_run_equals_an_uninterrupted_one(collection, tmp_path):
+    from safetensors.torch import load_file
+
+    config = preset("tiny").replace(checkpoint_every=3, sample_every=100)
+    train(config.replace(steps=6), data=collection, run=tmp_path / "straight", progress=False)
+    train(config.replace(steps=3), data=collection, run=tmp_path / "resumed", progress=False)
+    train(config.replace(steps=6), data=collection, run=tmp_path / "resumed", progress=False)
+    for kind in ("state", "generator"):
+        a = load_file(str(tmp_path / "straight" / f"{kind}-0000006.safetensors"))
+        b = load_file(str(tmp_path / "resumed" / f"{kind}-0000006.safetensors"))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+
+
 def test_same_command_with_other_options_is_refused(collection, tmp_path):
     train(preset("tiny").replace(steps=2), data=collection, run=tmp_path / "run", progress=False)
     with pytest.raises(ValueError, match="other options"):
