@@ -37,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=_size, default=(256, 128), help="HEIGHTxWIDTH (default 256x128)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--body", type=Path, default=None, help="SMPL-format body .npz (default: the free body)")
+    s.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: its many small ops gain little from more, and lose a lot on a "
+                        "busy machine)")
 
     r = commands.add_parser("prepare", help="photo collection + SMPL fits → dataset folder")
     r.add_argument("--images", type=Path, required=True)
@@ -66,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.command == "synth":
         from .synth import main as run
 
@@ -79,10 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     from .config import preset
     from .loop import train
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     try:
         config = preset(args.preset)
         changes = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v is not None}

@@ -89,7 +89,7 @@ class TrainingConfig:
         return dataclasses.replace(self, **changes)
 
 
-_NARROW_D = dict(d_channels=(16, 32, 32, 64, 64, 64), d_head=16)
+_NARROW_D = dict(d_channels=(16, 32, 32, 64, 64), d_head=16)  # 5 levels at 64×32
 
 PRESETS: dict[str, TrainingConfig] = {
     "paper-256": TrainingConfig(generator=generator_config.PRESETS["paper-256"], r1_lambda=0.25),
@@ -98,8 +98,8 @@ PRESETS: dict[str, TrainingConfig] = {
     # Sized for a 2-core CPU: ~1 hour gives a generator whose colours follow the body (see README "Training").
     "cpu-small": TrainingConfig(
         generator=generator_config.PRESETS["cpu-small"], **_NARROW_D, batch=8, g_lr=2e-4, d_lr=8e-4,
-        lr_drop_step=None, density_noise_steps=300, steps=4000, log_every=10, sample_every=100,
-        checkpoint_every=100, keep_every=1000, workers=0,
+        lr_drop_step=None, density_noise_steps=300, steps=6000, log_every=20, sample_every=200,
+        checkpoint_every=200, keep_every=1000, workers=0,
     ),
     "tiny": TrainingConfig(
         generator=generator_config.PRESETS["tiny"], d_channels=(8, 8, 16, 16), d_head=8, batch=4,
