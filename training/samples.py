@@ -33,8 +33,11 @@ def _to_uint8(image: Tensor) -> np.ndarray:
     return ((image.clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def write_grid(path: Path, rows: list[list[np.ndarray]]) -> None:
-    """Tile equally sized (H, W, 3) uint8 images row by row into one PNG, written atomically."""
+def write_grid(path: Path, rows: list[list[np.ndarray]], *, min_height: int = 128) -> None:
+    """Tile equally sized (H, W, 3) uint8 images row by row into one PNG, written atomically. Tiles lower than
+    `min_height` are enlarged by an integer factor (nearest), so small CPU models stay readable."""
+    scale = max(1, -(-min_height // rows[0][0].shape[0]))
+    rows = [[tile.repeat(scale, 0).repeat(scale, 1) for tile in row] for row in rows]
     h, w = rows[0][0].shape[:2]
     cols = max(len(r) for r in rows)
     sheet = np.full((len(rows) * h, cols * w, 3), 255, np.uint8)
