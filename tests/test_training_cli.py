@@ -40,6 +40,11 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "2:1" in capsys.readouterr().err
 
 
+def test_evaluate_is_wired():
+    args = parser().parse_args(["evaluate", "--data", "d", "--out", "o", "--model", "m.safetensors"])
+    assert args.command == "evaluate" and str(args.model[0]) == "m.safetensors"
+
+
 def test_run_dir_alias_for_torchrun():
     args = parser().parse_args(["train", "--preset", "tiny", "--data", "d", "--run-dir", "r"])
     assert str(args.run) == "r"

@@ -1,9 +1,10 @@
-"""`python -m training {synth, prepare, train}`: the training package's command line (design.md §2).
+"""`python -m training {synth, prepare, train, evaluate}`: the training package's command line (design.md §2).
 
     python -m training synth --out DIR --count N [--size 256x128] [--seed S] [--body FILE]
     python -m training prepare --images DIR --fits FILE_OR_DIR --out DIR [--size 256x128] [--masks DIR]
                                [--parts DIR] [--body FILE] [--strict]
     python -m training train --preset P --data DIR --run DIR [--steps N] [--batch B] [--device auto|cpu|cuda]
+    python -m training evaluate --data DIR --out DIR --model M [M ...]     (training/evaluate.py)
     torchrun --standalone --nproc_per_node N -m training train --preset P --data DIR --run-dir DIR
         (data-parallel over N processes; under torchrun spell --run as --run-dir, which torchrun leaves alone)
 """
@@ -28,7 +29,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = p.add_subparsers(dest="command", required=True)
 
     s = commands.add_parser("synth", help="synthetic photo collection with known ground truth")
@@ -64,6 +66,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     t.add_argument("--threads", type=int, default=None,
                    help="CPU threads per process (default: torch's; use 1 on a busy shared machine)")
+    from .evaluate import add_arguments
+
+    add_arguments(commands.add_parser("evaluate", help="FID/KID, pose accuracy and consistency (design.md §5)"))
     return p
 
 
@@ -82,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from .prepare import main as run
 
         args.height, args.width = args.size
+        return run(args)
+    if args.command == "evaluate":
+        from .evaluate import main as run
+
         return run(args)
     from .config import preset
     from .loop import train
