@@ -3,7 +3,6 @@ box-body people: the ground-truth renderer reproduces the collection's images, i
 known colour offsets add exactly their size; the command writes results with the protocol in the header, and
 --compare merges results of one protocol and refuses others."""
 
-import argparse
 import json
 
 import numpy as np
@@ -15,7 +14,7 @@ from neural.body import BodyModel
 from neural.config import preset
 from neural.generator import Generator
 from tests.tiny_body import write_box_body
-from training import evaluate
+from training.__main__ import main as cli
 from training.data import PhotoDataset
 from training.metrics import protocol as proto
 from training.synth import synth
@@ -86,17 +85,10 @@ def evaluated(collection, tmp_path_factory):
     generator = Generator(preset("tiny"))
     model = checkpoint.save(root / "tiny.safetensors", generator, body_fingerprint=body.fingerprint, step=7)
     out = tmp_path_factory.mktemp("results")
-    args = _parse(["--data", str(root / "data"), "--out", str(out), "--model", str(model), "--count", "3",
-                   "--people", "1", "--train-parser", "--parser-steps", "2", "--parser-batch", "4",
-                   "--parser-size", "32x16", "--device", "cpu"])
-    assert evaluate.main(args) == 0
+    assert cli(["evaluate", "--data", str(root / "data"), "--out", str(out), "--model", str(model), "--count", "3",
+                "--people", "1", "--train-parser", "--parser-steps", "2", "--parser-batch", "4",
+                "--parser-size", "32x16", "--device", "cpu"]) == 0
     return out
-
-
-def _parse(argv):
-    p = argparse.ArgumentParser()
-    evaluate.add_arguments(p)
-    return p.parse_args(argv)
 
 
 def test_command_writes_results_with_the_protocol(evaluated):
@@ -122,7 +114,7 @@ def test_compare_merges_one_protocol_and_refuses_another(evaluated, tmp_path):
     results["rows"][0]["name"] = "ablation"
     (other / "results.json").write_text(json.dumps(results))
     merged_dir = tmp_path / "merged"
-    assert evaluate.main(_parse(["--out", str(merged_dir), "--compare", str(evaluated), str(other)])) == 0
+    assert cli(["evaluate", "--out", str(merged_dir), "--compare", str(evaluated), str(other)]) == 0
     merged = json.loads((merged_dir / "results.json").read_text())
     assert [r["name"] for r in merged["rows"]] == ["tiny", "ablation", "ground truth (synthetic renders)"]
     assert "| ablation |" in (merged_dir / "results.md").read_text()
@@ -132,4 +124,4 @@ def test_compare_merges_one_protocol_and_refuses_another(evaluated, tmp_path):
         from training.metrics import report
 
         report.merge_results([report.read_results(evaluated), report.read_results(other)])
-    assert evaluate.main(_parse(["--out", str(merged_dir), "--compare", str(evaluated), str(other)])) == 1
+    assert cli(["evaluate", "--out", str(merged_dir), "--compare", str(evaluated), str(other)]) == 1

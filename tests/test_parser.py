@@ -1,6 +1,8 @@
 """training/parser.py: the judge parser trains on a tiny synthetic collection (its loss falls), saves as
 .safetensors and reloads to the same predictions; mirrored labels swap left and right."""
 
+import math
+
 import pytest
 import torch
 
@@ -49,6 +51,15 @@ def test_load_refuses_other_files(tmp_path):
         judge.load_parser(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="--train-parser"):
         judge.load_parser(tmp_path / "missing.safetensors")
+
+
+def test_balanced_cross_entropy_weights_rare_classes_up():
+    # 4 pixels, targets 0, 0, 0, 1: N = 4, K = 2 → w0 = 4 / (2·3), w1 = 4 / (2·1)
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.5, 0.25, 0.25], [0.2, 0.4, 0.4]], dtype=torch.float64)
+    logits = probs.log().T[None, :, None, :]                                  # (1, 3, 1, 4)
+    target = torch.tensor([[[0, 0, 0, 1]]])
+    expected = (4 / 6 * -(math.log(0.7) + math.log(0.6) + math.log(0.5)) + 2 * -math.log(0.4)) / 4
+    assert judge.balanced_cross_entropy(logits, target).item() == pytest.approx(expected, rel=1e-9)
 
 
 def test_flip_labels_mirrors_and_swaps_sides():

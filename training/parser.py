@@ -26,7 +26,7 @@ from .data import PhotoDataset
 from .metrics.pose_accuracy import Confusion
 
 __all__ = ["ParserConfig", "PartParser", "TrainedParser", "train_parser", "save_parser", "load_parser",
-           "flip_labels"]
+           "flip_labels", "balanced_cross_entropy"]
 
 FORMAT = "humangan-parser/1"
 # SMPL joints (left, right): hips, knees, ankles, feet, collars, shoulders, elbows, wrists, hands; label = joint + 2
@@ -112,6 +112,16 @@ class TrainedParser:
     extra: dict = field(default_factory=dict)
 
 
+def balanced_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy with each class present in the batch weighted N / (K · n_c) (N pixels, K classes present):
+    background covers most pixels, and plain cross-entropy settles on it and the big parts, leaving hands and
+    feet unlabelled. logits (B, C, H, W); target (B, H, W) in 0..C-1."""
+    counts = torch.bincount(target.reshape(-1), minlength=logits.shape[1]).to(logits.dtype)
+    present = counts > 0
+    weight = torch.where(present, target.numel() / (present.sum() * counts.clamp(min=1)), torch.zeros_like(counts))
+    return (F.cross_entropy(logits, target, reduction="none") * weight[target]).mean()
+
+
 def _split(count: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, held-out) item indices; at least one item on each side."""
     if count < 2:
@@ -140,7 +150,7 @@ def evaluate_parser(parser: PartParser, dataset: PhotoDataset, indices, *, batch
 def train_parser(data: str | Path, *, config: ParserConfig = ParserConfig(), steps: int = 2000, batch: int = 16,
                  lr: float = 1e-3, holdout: float = 0.1, seed: int = 0, device: str | torch.device = "cpu",
                  log: Callable[[str], None] | None = print, log_every: int = 100) -> TrainedParser:
-    """Train a parser on the dataset folder `data` (read at the parser's resolution) with Adam and plain
+    """Train a parser on the dataset folder `data` (read at the parser's resolution) with Adam and class-balanced
     cross-entropy, random horizontal flips (left/right labels swapped) and brightness/contrast jitter."""
     started = time.perf_counter()
     dataset = PhotoDataset(data, height=config.height, width=config.width)
@@ -160,7 +170,7 @@ def train_parser(data: str | Path, *, config: ParserConfig = ParserConfig(), ste
         parts = torch.where(flip[:, None, None], flip_labels(parts), parts)
         gain = torch.from_numpy(rng.uniform(0.7, 1.3, (batch, 1, 1, 1))).float().to(device)
         shift = torch.from_numpy(rng.uniform(-0.2, 0.2, (batch, 1, 1, 1))).float().to(device)
-        loss = F.cross_entropy(parser((image * gain + shift).clamp(-1, 1)), parts - 1)
+        loss = balanced_cross_entropy(parser((image * gain + shift).clamp(-1, 1)), parts - 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
