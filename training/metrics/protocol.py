@@ -18,7 +18,7 @@ the model and the protocol's seed:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -168,9 +168,8 @@ def _pair_error(image_a: Tensor, image_b: Tensor, posed_a: PosedBody, posed_b: P
 
 def _take(posed: PosedBody, i: int) -> PosedBody:
     """Item i of a batch of posed bodies, as a batch of one."""
-    fields = {k: getattr(posed, k)[i:i + 1] for k in ("vertices", "joints", "transforms", "shaped", "root_rotation",
-                                                       "transl")}
-    return PosedBody(**fields, weights=posed.weights, faces=posed.faces, parts=posed.parts, template=posed.template)
+    batched = ("vertices", "joints", "transforms", "shaped", "root_rotation", "transl")
+    return replace(posed, **{k: getattr(posed, k)[i:i + 1] for k in batched})
 
 
 def _take_camera(camera: Camera, i: int) -> Camera:
