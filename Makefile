@@ -22,8 +22,14 @@ venv: $(STAMP)
 test: $(STAMP)
 	BLENDER_USER_RESOURCES=$$(mktemp -d) $(BIN)/python -m pytest -q tests
 
+# The free body rasterised (no weights needed), then the product demo through the Blender engine (bpy): a walk of
+# two people seen by a moving camera and a turntable, with the default model (MODEL=path to use another).
+MODEL ?=
+DEMO_THREADS ?= 0
 demo: $(STAMP)
-	$(BIN)/python -m neural demo --out demo_out
+	$(BIN)/python -m neural demo --out demo_out/free_body
+	BLENDER_USER_RESOURCES=$$(mktemp -d) $(BIN)/python -m addon demo --out demo_out --threads $(DEMO_THREADS) \
+		$(if $(MODEL),--model $(MODEL))
 
 bench: $(STAMP)
 	$(BIN)/python -m neural.bench

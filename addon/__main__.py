@@ -3,22 +3,23 @@
     python -m addon build --out dist/ [--no-wheels] [--torch-index URL]
     python -m addon render --blend FILE --out DIR [--frames A-B] [--size WxH] [--model PATH] [--device auto|cpu|cuda]
     python -m addon render --demo --out DIR [--frames A-B] [--size WxH] [--model PATH] [--save-blend FILE]
+    python -m addon demo --out DIR [--model PATH] [--size WxH] [--frames N] [--seeds A,B] [--threads N]
 
 `render` runs Blender's own animation render (bpy module) through the HumanGAN engine, with the file's output
-settings except the path: frames go to DIR/frame_####.png. `--demo` builds the README scene instead of opening a
-file: a person walking in place (free body, procedural gait) filmed by a camera on a turntable.
+settings except the path: frames go to DIR/frame_####.png. `--demo` builds the demo's walk scene (demo.py) instead
+of opening a file: two people walking, filmed by a moving camera. `demo` is the whole product demo (demo.py): the
+walk and a turntable as PNG sequences with their Body Part pass, a contact sheet and GIFs.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
-import numpy as np
+from .demo import walk_pose
 
-DEMO_FRAMES = 48  # two gait cycles at 24 fps, one turn of the table
+__all__ = ["main", "walk_pose"]
 
 
 def _frames(text: str) -> tuple[int, int]:
@@ -42,75 +43,39 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def walk_pose(frame: float, fps: float = 24.0) -> tuple[np.ndarray, np.ndarray]:
-    """A procedural gait: SMPL pose (24, 3) and transl (3,) at a frame (one step cycle per second)."""
-    from .rig import axis_angle_to_matrix, matrix_to_axis_angle
-
-    phase = 2 * math.pi * frame / fps
-    s = math.sin(phase)
-    pose = np.zeros((24, 3))
-    pose[1, 0], pose[2, 0] = -0.45 * s, 0.45 * s                       # hips swing about body X
-    pose[4, 0] = 0.7 * max(0.0, math.sin(phase + 1.2))                   # knees bend on the back swing
-    pose[5, 0] = 0.7 * max(0.0, -math.sin(phase + 1.2))
-    pose[7, 0], pose[8, 0] = 0.15 * s, -0.15 * s                        # ankles
-    for joint, down, swing in ((16, -1.25, 0.35 * s), (17, 1.25, -0.35 * s)):  # arms down, opposite to the legs
-        rotation = axis_angle_to_matrix(np.array([swing, 0, 0])) @ axis_angle_to_matrix(np.array([0, 0, down]))
-        pose[joint] = matrix_to_axis_angle(rotation)
-    pose[18, 1], pose[19, 1] = 0.25, -0.25                               # elbows a little bent
-    pose[3, 1] = pose[9, 1] = 0.05 * s                                    # torso counter-rotation
-    transl = np.array([0.0, 0.02 * math.cos(2 * phase), 0.0])
-    return pose, transl
+def _seeds(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes two integers A,B (e.g. 1,2), got {text!r}") from None
+    if a == b or min(a, b) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds {text}: two different seeds ≥ 0")
+    return a, b
 
 
-def build_demo(scene, *, body_file: str = "") -> None:
-    """The README scene in `scene`: a walking person, a turntable camera, frames 1..DEMO_FRAMES."""
-    import bpy
+def demo(args: argparse.Namespace) -> int:
+    from . import demo as product
 
-    from neural.body import BodyModel
+    if args.frames is not None and args.frames < 1:
+        print(f"error: --frames {args.frames}: at least one frame", file=sys.stderr)
+        return 2
+    if args.threads > 0:
+        import torch
 
-    from . import rig
-    from .engine import body_path
-
-    scene.render.engine = "HUMANGAN"
-    scene.render.fps, scene.frame_start, scene.frame_end = 24, 1, DEMO_FRAMES
-    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 512, 512, 100
-    scene.view_settings.view_transform = "Standard"  # the generator's colours, untouched
-    arm = rig.create_human(bpy.context, BodyModel.load(body_path(body_file)), name="Walker", body_file=body_file)
-    arm.humangan.seed, arm.humangan.psi = 1, 0.7
-    info = rig.read_rig(arm)
-    for frame in range(scene.frame_start, scene.frame_end + 1):
-        pose, transl = walk_pose(frame)
-        rig.set_pose(arm, info, pose, transl)
-        for name in info.bones:
-            arm.keyframe_insert(f'pose.bones["{name}"].rotation_quaternion', frame=frame)
-        arm.keyframe_insert(f'pose.bones["{info.bones[0]}"].location', frame=frame)
-    table = bpy.data.objects.new("Turntable", None)
-    scene.collection.objects.link(table)
-    table.location = (0.0, 0.0, 0.9)
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    scene.collection.objects.link(camera)
-    camera.parent = table
-    camera.location, camera.rotation_euler = (0.0, -4.0, 0.0), (math.pi / 2, 0.0, 0.0)
-    camera.data.lens = 50.0
-    scene.camera = camera
-    table.rotation_euler = (0.0, 0.0, 0.0)
-    table.keyframe_insert("rotation_euler", index=2, frame=scene.frame_start)
-    table.rotation_euler = (0.0, 0.0, 2 * math.pi)
-    table.keyframe_insert("rotation_euler", index=2, frame=scene.frame_end + 1)  # a seamless loop
-    for curve in _curves(table):
-        for key in curve.keyframe_points:
-            key.interpolation = "LINEAR"
-
-
-def _curves(obj):
-    """The F-curves of an object's action (Blender 5 layered actions)."""
-    action = obj.animation_data.action
-    slot = obj.animation_data.action_slot
-    for layer in action.layers:
-        for strip in layer.strips:
-            bag = strip.channelbag(slot)
-            if bag is not None:
-                yield from bag.fcurves
+        torch.set_num_threads(args.threads)
+    try:
+        outputs = product.run_demo(args.out, model=args.model, body_file=args.body or "",
+                                   size=args.size or product.SIZE, frames=args.frames or product.FRAMES,
+                                   seeds=args.seeds or product.SEEDS, device=args.device)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for name, sequence in (("walk", outputs.walk), ("turntable", outputs.turntable)):
+        print(f"{name}: {len(sequence.frames)} frames {sequence.folder}/frame_####.png, "
+              f"body parts {sequence.folder}/parts/part_####.png")
+    print(f"contact sheet: {outputs.contact_sheet}")
+    print("GIFs: " + " ".join(map(str, outputs.gifs)))
+    return 0
 
 
 def render(args: argparse.Namespace) -> int:
@@ -119,12 +84,13 @@ def render(args: argparse.Namespace) -> int:
     import addon
 
     from . import engine
+    from .demo import build_walk
 
     if not hasattr(bpy.types.Scene, "humangan"):
         addon.register()
     if args.demo:
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        build_demo(bpy.context.scene, body_file=args.body or "")
+        build_walk(bpy.context.scene, body_file=args.body or "")
     else:
         if not Path(args.blend).is_file():
             print(f"error: --blend {args.blend} does not exist", file=sys.stderr)
@@ -175,7 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--body", help="body file for --demo (default: the free body)")
     r.add_argument("--device", choices=["auto", "cpu", "cuda"])
     r.add_argument("--save-blend", type=Path, help="also save the scene as a .blend")
+    d = commands.add_parser("demo", help="the product demo: a walk and a turntable → PNGs, contact sheet, GIFs")
+    d.add_argument("--out", type=Path, default=Path("demo_out"))
+    d.add_argument("--model", type=Path, help="generator checkpoint (default: the default model)")
+    d.add_argument("--size", type=_size, default=None, help="W×H of every frame (default 320x240)")
+    d.add_argument("--frames", type=int, default=None, help="frames per sequence at 24 fps (default 48)")
+    d.add_argument("--seeds", type=_seeds, default=None, help="the walkers' appearance seeds A,B (default 1,2); "
+                                                              "the turntable shows A")
+    d.add_argument("--body", help="body file (default: the free body)")
+    d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    d.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(args)
     if args.command == "build":
         from .build import build
 

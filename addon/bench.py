@@ -37,14 +37,14 @@ def _scene(width: int, height: int, frames: int, model: Path | None, body_file: 
 
     import addon
 
-    from .__main__ import build_demo
+    from .demo import build_walk
     from .engine import body_path
 
     if not hasattr(bpy.types.Scene, "humangan"):
         addon.register()
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    build_demo(scene, body_file=body_file)
+    build_walk(scene, body_file=body_file, seeds=(1,))  # one walker: the engine's cost per character
     scene.render.resolution_x, scene.render.resolution_y = width, height
     scene.frame_start, scene.frame_end = 1, frames
     scene.humangan.model_file = str(model or _tiny_model(folder, body_path(body_file)))
