@@ -66,7 +66,8 @@ def demo(args: argparse.Namespace) -> int:
     try:
         outputs = product.run_demo(args.out, model=args.model, body_file=args.body or "",
                                    size=args.size or product.SIZE, frames=args.frames or product.FRAMES,
-                                   seeds=args.seeds or product.SEEDS, device=args.device)
+                                   seeds=args.seeds or product.SEEDS, device=args.device,
+                                   log=lambda line: print(line, file=sys.stderr, flush=True))
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -272,9 +273,10 @@ class DemoOutputs:
 
 
 def run_demo(out: Path, *, model: Path | None = None, body_file: str = "", size: tuple[int, int] = SIZE,
-             frames: int = FRAMES, seeds: tuple[int, int] = SEEDS, device: str = "auto") -> DemoOutputs:
+             frames: int = FRAMES, seeds: tuple[int, int] = SEEDS, device: str = "auto",
+             log: Callable[[str], None] | None = None) -> DemoOutputs:
     """Build and render both scenes into out/walk and out/turntable, then out/contact_sheet.png, out/walk.gif and
-    out/turntable.gif. model: a generator checkpoint (default: the default model)."""
+    out/turntable.gif. model: a generator checkpoint (default: the default model); log: progress lines."""
     import bpy
 
     import addon
@@ -301,6 +303,8 @@ def run_demo(out: Path, *, model: Path | None = None, body_file: str = "", size:
         build(scene)
         scene.humangan.model_file = str(model.resolve())
         scene.humangan.device = device.upper()
+        if log is not None:
+            log(f"rendering {name}: {frames} frames at {size[0]}×{size[1]} with {model}")
         sequences[name] = render_sequence(scene, out / name)
     walk, turntable = sequences["walk"], sequences["turntable"]
     every = demo_sheet.pick(len(walk.frames))

@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 import pytest
 import torch
-from addon_fixtures import blank, registered
+from addon_fixtures import blank, registered, write_body, write_tiny_model
 from bpy_extras.object_utils import world_to_camera_view
 from PIL import Image
 
@@ -79,11 +79,17 @@ def test_demo_command_writes_sequences_sheet_and_gifs_and_prints_their_paths(tmp
         assert gif.size == (160, 120) and gif.n_frames == 3 and gif.info["duration"] == 40 and gif.info["loop"] == 0
 
 
-def test_demo_command_without_a_model_says_which_file_and_what_to_pass(tmp_path):
+def test_demo_command_without_a_usable_model_says_which_file_and_what_to_do(tmp_path):
     done = run_demo_command("--out", tmp_path / "out", "--model", tmp_path / "missing.safetensors")
     assert done.returncode == 1
     assert "missing.safetensors does not exist" in done.stderr and "--model PATH" in done.stderr
     assert not (tmp_path / "out").exists()
+    # a model of another body: the engine's report stops the demo at the first frame instead of empty frames
+    other = write_tiny_model(tmp_path / "box.safetensors", write_body(tmp_path / "box.npz"))
+    done = run_demo_command("--out", tmp_path / "out", "--model", other, "--frames", 2, "--size", "64x48")
+    assert done.returncode == 1
+    assert "frame 1 of walk" in done.stderr and "fingerprint" in done.stderr and "Walker 1" in done.stderr
+    assert not list((tmp_path / "out").rglob("*.png"))
 
 
 def region_medians(frame: Path, parts: Path, columns: tuple[float, float]) -> dict[str, np.ndarray]:
