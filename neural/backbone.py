@@ -8,8 +8,10 @@ blocks 3–8 are summed (skip-RGB). The pose style map (bilinearly upsampled to 
 Three paths compute the same function:
 - naive (`fast=False`): the faithful reference; styles broadcast per pixel, NCHW convs, BN and spectral norm through
   their modules.
-- training (`fast=True` in train mode): the same modules (BN batch statistics, power iteration; differentiable), but
-  the γ/β of blocks with a spatially-constant style are computed once per image.
+- rows (`fast=True` in train mode, or with instance norm): the same parameters and norm modules (BN batch
+  statistics, one spectral-norm power iteration per conv; differentiable), but activations are (B·H·W, C) pixel
+  rows, 1×1 convs are matmuls (torch's NCHW 1×1 conv2d is several times slower on CPU), the Fourier input is
+  computed once for all images, and the γ/β of blocks with a spatially-constant style once per image.
 - fast (`fast=True` in eval mode): BN and 1/σ folded, per-image γ/β folded into one per-channel affine, 1×1 convs
   as (pixels, C) @ (C, C) matmuls in channels-last, over any subset of pixels (`pixels`), in tiles.
 
@@ -27,6 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.spectral_norm import SpectralNorm
 
 from .config import GeneratorConfig
 
@@ -107,6 +110,16 @@ class SpatiallyAdaptiveNorm(nn.Module):
         a = F.relu(self.shared(s))
         return self.norm(x) * (1 + self.gamma(a)) + self.beta(a)
 
+    def normalize_rows(self, x: Tensor, batch: int) -> Tensor:
+        """norm(x) of pixel rows x (B·n, C), image-major, through the norm module itself (so a SyncBatchNorm or an
+        all-reduce variant swapped in by training still sees the whole batch): BN statistics over all rows are those
+        over (B, H, W); instance norm gets each image as a (C, n, 1) map."""
+        if isinstance(self.norm, nn.InstanceNorm2d):
+            c = x.shape[1]
+            y = self.norm(x.view(batch, -1, c).transpose(1, 2)[..., None])  # (B, C, n, 1)
+            return y[..., 0].transpose(1, 2).reshape(-1, c)
+        return self.norm(x[:, :, None, None]).view(x.shape)
+
     def norm_affine(self) -> tuple[Tensor, Tensor]:
         """Eval BatchNorm as x·a + b, a and b (C,)."""
         n = self.norm
@@ -136,6 +149,15 @@ def _matrix(conv: nn.Conv2d) -> Tensor:
 
 def _flat(weight: Tensor) -> Tensor:
     return weight.reshape(weight.shape[0], -1)
+
+
+def _sn_matrix(conv: nn.Conv2d) -> Tensor:
+    """A spectral-normed 1×1 conv's weight (C_out, C_in) as calling the module computes it: its pre-hook runs one
+    power iteration in train mode (updating u, v in place, no gradient) and sets `weight` = weight_orig / σ."""
+    for hook in conv._forward_pre_hooks.values():
+        if isinstance(hook, SpectralNorm):
+            hook(conv, ())
+    return _matrix(conv)
 
 
 class SpadeBlock(nn.Module):
@@ -213,22 +235,20 @@ class Backbone(nn.Module):
                 raise ValueError(f"pixels outside the {width}×{height} image")
         if fast and not self.training and self.config.normalization == "batch":
             return self._forward_fast(style_map, w, pixels, tile_pixels, folded)
-        image = self._forward_nchw(style_map, w, per_pixel=not fast)
+        image = self._forward_rows(style_map, w) if fast else self._forward_naive(style_map, w)
         if pixels is None:
             return image
         return image[:, :, pixels[:, 1], pixels[:, 0]]
 
-    # ---- naive and training paths (NCHW, through the modules) ----------------------------------------------
-    def _forward_nchw(self, style_map: Tensor, w: Tensor, *, per_pixel: bool) -> Tensor:
+    # ---- naive path (NCHW, per-pixel styles, through the modules) ------------------------------------------
+    def _forward_naive(self, style_map: Tensor, w: Tensor) -> Tensor:
         b, (height, width) = w.shape[0], (self.config.height, self.config.width)
         grid = coordinate_grid(height, width, device=w.device).expand(b, -1, -1, -1)
         full_map = F.interpolate(style_map, (height, width), mode="bilinear", align_corners=False)
-        x = torch.sin(self.coord_input(grid))
+        x = torch.sin(self.coord_input(grid.to(self.coord_input.weight.dtype)))
         if self.feature_input is not None:
             x = x + self.feature_input(full_map)
-        w_style = w[:, :, None, None]
-        if per_pixel:
-            w_style = w_style.expand(-1, -1, height, width)
+        w_style = w[:, :, None, None].expand(-1, -1, height, width)
         rgb = None
         for i, block in enumerate(self.blocks):
             x = block(x, self._map_style(full_map, w_style) if i in self.map_blocks else w_style)
@@ -236,6 +256,48 @@ class Backbone(nn.Module):
                 y = self.to_rgb[str(i)](x)
                 rgb = y if rgb is None else rgb + y
         return rgb
+
+    # ---- rows path (training: pixel rows, matmuls, per-image γ/β; differentiable) ---------------------------
+    def _forward_rows(self, style_map: Tensor, w: Tensor) -> Tensor:
+        b, (height, width), c = w.shape[0], (self.config.height, self.config.width), self.config.feature_dim
+        n = height * width
+        grid = coordinate_grid(height, width, device=w.device).reshape(2, n).t().to(self.coord_input.weight.dtype)
+        x = torch.sin(F.linear(grid, _matrix(self.coord_input), self.coord_input.bias))  # (n, C), every image's
+        x = x.expand(b, n, c).reshape(b * n, c)
+        if self.feature_input is not None or self.map_blocks:
+            full_map = F.interpolate(style_map.contiguous(memory_format=torch.channels_last), (height, width),
+                                     mode="bilinear", align_corners=False)
+            full_map = full_map.permute(0, 2, 3, 1).reshape(b * n, -1)  # (B·n, Ns), a free view of channels-last
+        if self.feature_input is not None:
+            x = x + F.linear(full_map, _matrix(self.feature_input), self.feature_input.bias)
+        map_spades = [s for i in sorted(self.map_blocks) for s in (self.blocks[i].spade_0, self.blocks[i].spade_1)]
+        if map_spades:  # the hidden layers of every map-styled SPADE read the same style: one matmul
+            s = full_map.view(b, n, -1) + w[:, None] if self.config.pose_mode == "mixed" else full_map
+            weight = torch.cat([_matrix(spade.shared) for spade in map_spades])
+            bias = torch.cat([spade.shared.bias for spade in map_spades])
+            hidden = iter(F.relu(F.linear(s, weight, bias)).reshape(b * n, -1).split(self.config.spade_hidden, 1))
+        rgb = None
+        for i, block in enumerate(self.blocks):
+            x_in = x
+            for spade, conv in ((block.spade_0, block.conv_0), (block.spade_1, block.conv_1)):
+                y = spade.normalize_rows(x, b)
+                if i in self.map_blocks:  # per-pixel γ, β (B·n, C)
+                    h = next(hidden)
+                    gamma = F.linear(h, _matrix(spade.gamma), spade.gamma.bias)
+                    y = torch.addcmul(F.linear(h, _matrix(spade.beta), spade.beta.bias), y, 1 + gamma)
+                else:  # w broadcast to every pixel: γ, β (B, C) once per image
+                    a = F.relu(F.linear(w, _matrix(spade.shared), spade.shared.bias))
+                    gamma = F.linear(a, _matrix(spade.gamma), spade.gamma.bias)
+                    beta = F.linear(a, _matrix(spade.beta), spade.beta.bias)
+                    y = torch.addcmul(beta[:, None], y.view(b, n, c), (1 + gamma)[:, None]).view(b * n, c)
+                x = F.linear(F.leaky_relu(y, 0.2, inplace=True), _sn_matrix(conv), conv.bias)
+            if block.residual:
+                x = x + x_in
+            if i >= FIRST_RGB_BLOCK:
+                rgb_layer = self.to_rgb[str(i)]
+                y = F.linear(x, _matrix(rgb_layer), rgb_layer.bias)
+                rgb = y if rgb is None else rgb + y
+        return rgb.view(b, height, width, 3).permute(0, 3, 1, 2).contiguous()
 
     # ---- fast eval path (folded, channels-last matmuls, any pixel subset) -----------------------------------
     def _forward_fast(self, style_map: Tensor, w: Tensor, pixels: Tensor | None, tile_pixels: int,

@@ -134,6 +134,30 @@ def test_training_path_is_the_naive_function_and_trains_everything():
         net(style_map, w, pixels=torch.tensor([[0, 0]]))
 
 
+@pytest.mark.parametrize("name", ["tiny", "tiny+instance-norm", "tiny+feed-forward"])
+def test_training_path_has_the_naive_gradients_and_buffer_updates(name):
+    """In float64, so that rounding (amplified by backpropagation through batch statistics) cannot hide a
+    difference: same image, same gradients for every parameter and input, same BN and spectral-norm updates."""
+    config = preset(name)
+    net = _calibrated(config).train().double()
+    other = copy.deepcopy(net)
+    style_map, w = _inputs(config, batch=3, seed=7, full_res=config.conditioning == "feed_forward")
+    inputs = [(style_map.double().requires_grad_(True), w.double().requires_grad_(True)) for _ in range(2)]
+    fast, naive = net(*inputs[0], fast=True), other(*inputs[1], fast=False)
+    assert (fast - naive).abs().max() <= 1e-12
+    weight = torch.randn(fast.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    (fast * weight).sum().backward()
+    (naive * weight).sum().backward()
+    naive_params = dict(other.named_parameters())
+    for key, p in net.named_parameters():
+        assert (p.grad - naive_params[key].grad).abs().max() <= 1e-10 * max(1.0, naive_params[key].grad.abs().max())
+    for a, b in zip(inputs[0], inputs[1]):
+        assert (a.grad - b.grad).abs().max() <= 1e-10 * b.grad.abs().max()
+    naive_buffers = dict(other.named_buffers())  # BN running statistics, spectral-norm u and v
+    for key, b in net.named_buffers():
+        assert (b - naive_buffers[key]).abs().max() <= 1e-12, key
+
+
 def test_fast_path_is_differentiable_in_eval_mode():
     net = _calibrated(TINY)
     style_map, w = _inputs(TINY)
