@@ -5,14 +5,16 @@ brute-force `knn_points`; on this project's CPUs a brute-force search over 147,4
 about 20 s, so we keep it only as the reference (`nearest_naive`) and on CUDA, where it is fast.
 
 The fast CPU search (`VertexBlocks`) is exact and never builds a points×vertices matrix:
-1. the vertices are split into M = 2^L spatially compact blocks of G ≈ 32 (the leaves of a median kd-tree, built
-   by L vectorised sort-and-halve steps); each block gets a bounding sphere (centre, radius);
-2. a point's distance to the vertices of the block with the nearest centre is an upper bound U on its nearest
-   distance; a block can hold the nearest vertex only if ‖p − centre‖ − radius ≤ U (triangle inequality);
+1. the vertices are split into M = 2^L spatially compact blocks of G ≈ 64 (the leaves of a median kd-tree, built
+   by L vectorised sort-and-halve steps; for a batch of posed bodies, once from the rest pose, whose surface
+   patches stay compact when posed); each block gets a bounding sphere (centre c, radius r) per body;
+2. a point's distance to the vertices of the block of smallest power ‖p − c‖² − r² is an upper bound U on its
+   nearest distance; a block can hold the nearest vertex only if ‖p − c‖ − r ≤ U (triangle inequality);
 3. the exact squared distances to the vertices of those candidate blocks (a handful per point) decide.
-The candidate test uses ‖p‖² − 2p·c + ‖c‖² (one matmul) with a relative slack far above its rounding error, so it
-can only keep extra blocks, never drop the right one. The final distances are computed exactly as in the brute
-force, and ties go to the smallest vertex index in both, so fast and naive return identical results.
+The block tests use the matmul form ‖p‖² − 2p·c + ‖c‖² − r² (one matmul for all blocks) with a relative slack far
+above its rounding error, so they can only keep extra blocks, never drop the right one. The final distances are
+computed exactly as in the brute force, and ties go to the smallest vertex index in both, so fast and naive return
+identical results.
 """
 
 from __future__ import annotations
@@ -75,10 +77,11 @@ class VertexBlocks:
     center: Tensor
     radius: Tensor
 
-    @classmethod
+    @staticmethod
     @torch.no_grad()
-    def build(cls, vertices: Tensor, *, block_size: int = 32) -> VertexBlocks:
-        """Split vertices (V, 3) into 2^L kd-tree leaves of about `block_size` vertices."""
+    def partition(vertices: Tensor, *, block_size: int = 64) -> Tensor:
+        """(M, G) int64 vertex ids of the 2^L kd-tree leaves of vertices (V, 3), about `block_size` each, ascending
+        within a leaf. Any partition gives exact queries; a compact one gives fast ones."""
         _check(vertices.new_zeros(0, 3), vertices)
         V = vertices.shape[0]
         levels = max(0, round(math.log2(V / block_size)))
@@ -93,38 +96,65 @@ class VertexBlocks:
             axis = (pts.amax(1) - pts.amin(1)).argmax(-1)
             key = pts.gather(2, axis[:, None, None].expand(-1, pts.shape[1], 1))[..., 0]
             rows = rows.gather(1, key.argsort(dim=1, stable=True)).reshape(-1, rows.shape[1] // 2)
-        rows = rows.sort(dim=1).values
-        pts = vertices[rows]  # (M, G, 3)
-        center = (pts.amax(1) + pts.amin(1)) / 2
-        radius = (pts - center[:, None]).square().sum(-1).amax(1).sqrt()
+        return rows.sort(dim=1).values
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, vertices: Tensor, *, block_size: int = 64, rows: Tensor | None = None) -> VertexBlocks:
+        """Blocks of vertices (V, 3): the kd-tree leaves of these vertices, or the given partition `rows` (M, G)
+        (e.g. the leaves of the same mesh in its rest pose: posing bends a mesh, so its surface patches stay
+        compact)."""
+        return cls.build_batch(vertices[None], block_size=block_size, rows=rows)[0]
+
+    @classmethod
+    @torch.no_grad()
+    def build_batch(cls, vertices: Tensor, *, block_size: int = 64, rows: Tensor | None = None) -> list[VertexBlocks]:
+        """`build` for B meshes (B, V, 3) of one topology at once: one partition `rows` (M, G) for all (by default
+        the kd-tree leaves of the first mesh)."""
+        if rows is None:
+            rows = cls.partition(vertices[0], block_size=block_size)
+        pts = vertices[:, rows]  # (B, M, G, 3)
+        center = (pts.amax(2) + pts.amin(2)) / 2
+        radius = (pts - center[:, :, None]).square().sum(-1).amax(2).sqrt()
         x, y, z = (c.contiguous() for c in pts.unbind(-1))
-        return cls(index=rows, x=x, y=y, z=z, center=center, radius=radius)
+        return [cls(index=rows, x=x[b], y=y[b], z=z[b], center=center[b], radius=radius[b])
+                for b in range(vertices.shape[0])]
 
     @torch.no_grad()
-    def query(self, points: Tensor, *, chunk: int = 8192) -> tuple[Tensor, Tensor]:
+    def query(self, points: Tensor, *, chunk: int = 1024) -> tuple[Tensor, Tensor]:
         """Squared distance d2 (N,) and index (N,) int64 of the nearest vertex of every point (N, 3).
 
-        Identical to `nearest_naive` (same arithmetic, same tie rule), in about O(N·(M + 6G)) work.
+        Identical to `nearest_naive` (same arithmetic, same tie rule), in about O(N·(M + 6G)) work. Small chunks
+        keep the (chunk, M) block tests in cache.
         """
         if points.dim() != 2 or points.shape[-1] != 3:
             raise ValueError(f"points must be (N, 3), got {tuple(points.shape)}")
-        center_sq = self.center.square().sum(-1)
-        # Rounding of the matmul form of ‖p − c‖² is ~1e-7 relative to ‖p‖² + ‖c‖²; 1e-5 of it is a safe margin.
-        margin = 1e-5 * center_sq.amax()
+        radius_sq = self.radius.square()
+        power_bias = self.center.square().sum(-1) - radius_sq  # ‖c‖² − r²
+        # Rounding of the matmul forms below is ~1e-7 relative to the squared lengths involved; 1e-5 of them is a
+        # safe margin (it can only keep extra blocks).
+        scale = 2 * self.center.square().sum(-1).amax() + radius_sq.amax()
+        r_max = self.radius.amax()
         d2s, ids = [], []
         for p in points.split(chunk):
-            n = p.shape[0]
-            p_sq = p.square().sum(-1, keepdim=True)
-            to_center = torch.addmm(center_sq[None].expand(n, -1), p, self.center.T, alpha=-2).add_(p_sq)
+            p_sq = p.square().sum(-1)
+            # power of p w.r.t. each bounding sphere, ‖p − c‖² − r², less ‖p‖²: one matmul, (n, M)
+            power = torch.addmm(power_bias, p, self.center.T, alpha=-2)
             px, py, pz = p[:, 0:1], p[:, 1:2], p[:, 2:3]
-            b = to_center.argmin(1)
-            upper = squared_distances(self.x[b], self.y[b], self.z[b], px, py, pz).amin(1)
-            reach = (upper.sqrt()[:, None] + self.radius[None]).square_().add_(1e-5 * p_sq + margin)
-            qi, bi = (to_center <= reach).nonzero(as_tuple=True)  # (query, block) candidate pairs
-            d2 = squared_distances(self.x[bi], self.y[bi], self.z[bi], px[qi], py[qi], pz[qi])  # (pairs, G)
+            b = power.argmin(1)  # the vertices of this block bound the nearest distance from above
+            upper = squared_distances(*self._rows(b), px, py, pz).amin(1)
+            # block k can hold a vertex within √upper = u only if ‖p − c‖ ≤ u + r, i.e. ‖p − c‖² − r² − 2ur ≤ u²
+            u = upper.sqrt()
+            slack = 1e-5 * (p_sq + scale + (u + r_max).square())
+            power.addr_(u, self.radius, alpha=-2)
+            qi, bi = (power <= (upper - p_sq + slack)[:, None]).nonzero(as_tuple=True)  # (query, block) pairs
+            pq = p.index_select(0, qi)
+            d2 = squared_distances(*self._rows(bi), pq[:, 0:1], pq[:, 1:2], pq[:, 2:3])  # (pairs, G)
             pair_d2, pair_arg = d2.min(1)  # first minimum = smallest id in the block (rows are sorted)
-            best = torch.full((n,), math.inf, dtype=p.dtype, device=p.device).scatter_reduce_(0, qi, pair_d2, "amin")
-            pair_id = torch.where(pair_d2 == best[qi], self.index[bi, pair_arg], _NO_INDEX)
+            best = torch.full((n := p.shape[0],), math.inf, dtype=p.dtype, device=p.device)
+            best.scatter_reduce_(0, qi, pair_d2, "amin")
+            pair_id = torch.where(pair_d2 == best[qi], self.index.view(-1)[bi * self.index.shape[1] + pair_arg],
+                                  _NO_INDEX)
             index = torch.full((n,), _NO_INDEX, device=p.device).scatter_reduce_(0, qi, pair_id, "amin")
             if bool((index == _NO_INDEX).any()):
                 raise ValueError("nearest-vertex query got non-finite points (NaN or inf); check the camera and "
@@ -136,20 +166,34 @@ class VertexBlocks:
         return torch.cat(d2s), torch.cat(ids)
 
 
+    def _rows(self, blocks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # index_select: a row gather several times faster than advanced indexing on CPU
+        return tuple(c.index_select(0, blocks) for c in (self.x, self.y, self.z))
+
+
 class NearestVertices:
     """Nearest posed vertex for batches of points: built once per body batch, queried per chunk of points.
 
     vertices (B, V, 3). fast=True: `VertexBlocks` on CPU, chunked brute force on CUDA (fast there, no host sync);
-    fast=False: brute force everywhere (the reference). Both return identical results.
+    fast=False: brute force everywhere (the reference). Both return identical results. rest (V, 3): the same mesh
+    in its rest pose (e.g. the template); its kd-tree leaves then partition every posed mesh of the batch, one
+    partition instead of B (posing bends a mesh, so its surface patches stay compact). Results never depend on it.
     """
 
-    def __init__(self, vertices: Tensor, *, fast: bool = True) -> None:
+    def __init__(self, vertices: Tensor, *, fast: bool = True, rest: Tensor | None = None) -> None:
         if vertices.dim() != 3 or vertices.shape[-1] != 3 or vertices.shape[1] == 0:
             raise ValueError(f"vertices must be (B, V, 3) with V ≥ 1, got {tuple(vertices.shape)}")
+        if rest is not None and rest.shape != vertices.shape[1:]:
+            raise ValueError(f"rest must be the rest pose (V, 3) of the posed vertices {tuple(vertices.shape)}, "
+                             f"got {tuple(rest.shape)}")
         self.vertices = vertices.detach()
         self.blocks = None
         if fast and vertices.device.type == "cpu":
-            self.blocks = [VertexBlocks.build(v) for v in self.vertices]
+            if rest is None:
+                self.blocks = [VertexBlocks.build(v) for v in self.vertices]
+            else:
+                rows = VertexBlocks.partition(rest.detach().to(vertices))
+                self.blocks = VertexBlocks.build_batch(self.vertices, rows=rows)
 
     def __call__(self, points: Tensor) -> tuple[Tensor, Tensor]:
         """points (B, N, 3) → squared distance d2 (B, N) and vertex index (B, N) int64 (no gradient)."""

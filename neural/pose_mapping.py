@@ -107,7 +107,7 @@ def geo_features(points: Tensor, body: PoseCondition, order: Literal["default", 
     if points.shape != (B, N, 3) or B != body.batch_size:
         raise ValueError(f"points must be (B={body.batch_size}, N, 3), got {tuple(points.shape)}")
     if nearest is None:
-        nearest = NearestVertices(body.vertices, fast=fast)(points)
+        nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)(points)
     index = nearest[1]
     joint_dist = (points[:, :, None, :] - body.joints[:, None]).norm(dim=-1) / 2.4
     inverse = torch.linalg.inv(body.transforms).reshape(B, NUM_JOINTS, 16)[..., :12]
@@ -182,7 +182,8 @@ class PoseMappingNetwork(nn.Module):
         """The pose field at arbitrary points (B, N, 3), generator frame → (B, N, 3 + Ns + 1) =
         [rgb in (0, 1), feature (Ns), σ raw density], in chunks of bounded memory. Always float32 (see forward)."""
         with torch.autocast(points.device.type, enabled=False):
-            return self._field(points, body, self._evaluator(psi, fast), NearestVertices(body.vertices, fast=fast))
+            nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
+            return self._field(points, body, self._evaluator(psi, fast), nearest)
 
     def forward(self, body: PoseCondition, camera: Camera, *, psi: float = 1.0, jitter: Tensor | None = None,
                 generator: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
@@ -209,7 +210,7 @@ class PoseMappingNetwork(nn.Module):
                               jitter=jitter, generator=generator)
         B, R, S = samples.t.shape
         evaluate = self._evaluator(psi, fast)
-        nearest = NearestVertices(body.vertices, fast=fast)
+        nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
         rays_per_chunk = max(1, _chunk_floats(samples.t) // (S * 2 * cfg.hidden_dim))
         features, opacity, depth = [], [], []
         for start in range(0, R, rays_per_chunk):

@@ -69,6 +69,20 @@ def test_doubled_body_of_13718_vertices():
     _assert_same(VertexBlocks.build(vertices).query(points), nearest_naive(points, vertices))
 
 
+def test_rest_pose_partition_is_exact_however_poor():
+    # One partition for the batch, from the rest pose (compact blocks) or from noise (blocks spanning the body):
+    # only the speed may change, never a result.
+    fixture = official_fixture.load()
+    vertices = torch.from_numpy(fixture["in/vertices"])  # (2, 6890, 3) posed
+    points = torch.stack([_ray_samples(v, 600, 8, seed=6) for v in vertices])
+    naive = NearestVertices(vertices, fast=False)(points)
+    noise = torch.rand(vertices.shape[1:], generator=torch.Generator().manual_seed(7))
+    for rest in (torch.from_numpy(fixture["in/tpose_vertices"][0]), noise):
+        _assert_same(NearestVertices(vertices, rest=rest)(points), naive)
+    with pytest.raises(ValueError, match="rest must be the rest pose"):
+        NearestVertices(vertices, rest=noise[:-1])
+
+
 def test_official_nearest_vertices_reproduced():
     fixture = official_fixture.load()
     points = torch.from_numpy(fixture["mid/points"])
