@@ -1,7 +1,8 @@
 """Pictures of the product demo (addon/demo.py) from its PNG sequences: a contact sheet and animated GIFs.
 
-The frames are RGBA with straight alpha (the people over a transparent background); both pictures lay them over a
-plain light-grey background. The Body Part row colours each part as `python -m neural demo` does
+The frames are RGBA with straight alpha (the people over a transparent background); both pictures lay them over
+white, the background of the generator's training images (around the body the pose field's opacity adds alpha, and
+a trained generator paints that halo the white it learnt; over another colour it shows as a pale rim). The Body Part row colours each part as `python -m neural demo` does
 (neural.demo.part_palette). Pillow and numpy only, no bpy.
 """
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-BACKGROUND = (228, 230, 233)
+BACKGROUND = (255, 255, 255)
 COLUMNS = 8
 
 
