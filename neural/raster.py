@@ -119,9 +119,8 @@ def rasterize(vertices: Tensor, faces: Tensor, camera: Camera, *, near: float = 
 
     # per-vertex screen position and depth, then per-face corners (B·F, 3)
     xy, z = camera.project(vertices)
-    fx = xy[..., 0][:, faces].reshape(B * nF, 3)
-    fy = xy[..., 1][:, faces].reshape(B * nF, 3)
-    fz = z[:, faces].reshape(B * nF, 3)
+    corners = faces.reshape(-1)  # index_select: a gather several times faster than advanced indexing on CPU
+    fx, fy, fz = (c.index_select(1, corners).reshape(B * nF, 3) for c in (xy[..., 0], xy[..., 1], z))
     x0 = torch.ceil(fx.amin(1)).clamp(min=0)
     x1 = torch.floor(fx.amax(1)).clamp(max=W - 1)
     y0 = torch.ceil(fy.amin(1)).clamp(min=0)
