@@ -276,6 +276,9 @@ class Backbone(nn.Module):
             weight = torch.cat([_matrix(spade.shared) for spade in map_spades])
             bias = torch.cat([spade.shared.bias for spade in map_spades])
             hidden = iter(F.relu(F.linear(s, weight, bias)).reshape(b * n, -1).split(self.config.spade_hidden, 1))
+        # Without autograd (the D step's fakes) the SPADE affine and residual write into tensors already made: on
+        # CPU, fresh (B·H·W, C) buffers cost page faults as well as bandwidth.
+        reuse = not torch.is_grad_enabled()
         rgb = None
         for i, block in enumerate(self.blocks):
             x_in = x
@@ -284,19 +287,21 @@ class Backbone(nn.Module):
                 if i in self.map_blocks:  # per-pixel γ, β (B·n, C)
                     h = next(hidden)
                     gamma = F.linear(h, _matrix(spade.gamma), spade.gamma.bias)
-                    y = torch.addcmul(F.linear(h, _matrix(spade.beta), spade.beta.bias), y, 1 + gamma)
+                    beta = F.linear(h, _matrix(spade.beta), spade.beta.bias)
+                    y = torch.addcmul(beta, y, 1 + gamma, out=y if reuse else None)
                 else:  # w broadcast to every pixel: γ, β (B, C) once per image
                     a = F.relu(F.linear(w, _matrix(spade.shared), spade.shared.bias))
                     gamma = F.linear(a, _matrix(spade.gamma), spade.gamma.bias)
                     beta = F.linear(a, _matrix(spade.beta), spade.beta.bias)
-                    y = torch.addcmul(beta[:, None], y.view(b, n, c), (1 + gamma)[:, None]).view(b * n, c)
+                    yv = y.view(b, n, c)
+                    y = torch.addcmul(beta[:, None], yv, (1 + gamma)[:, None], out=yv if reuse else None).view(b * n, c)
                 x = F.linear(F.leaky_relu(y, 0.2, inplace=True), _sn_matrix(conv), conv.bias)
             if block.residual:
-                x = x + x_in
+                x = x.add_(x_in) if reuse else x + x_in
             if i >= FIRST_RGB_BLOCK:
                 rgb_layer = self.to_rgb[str(i)]
                 y = F.linear(x, _matrix(rgb_layer), rgb_layer.bias)
-                rgb = y if rgb is None else rgb + y
+                rgb = y if rgb is None else rgb.add_(y)  # rgb is a matmul output, which autograd does not keep
         return rgb.view(b, height, width, 3).permute(0, 3, 1, 2).contiguous()
 
     # ---- fast eval path (folded, channels-last matmuls, any pixel subset) -----------------------------------

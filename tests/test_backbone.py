@@ -140,11 +140,13 @@ def test_training_path_has_the_naive_gradients_and_buffer_updates(name):
     difference: same image, same gradients for every parameter and input, same BN and spectral-norm updates."""
     config = preset(name)
     net = _calibrated(config).train().double()
-    other = copy.deepcopy(net)
+    other, third = copy.deepcopy(net), copy.deepcopy(net)
     style_map, w = _inputs(config, batch=3, seed=7, full_res=config.conditioning == "feed_forward")
     inputs = [(style_map.double().requires_grad_(True), w.double().requires_grad_(True)) for _ in range(2)]
     fast, naive = net(*inputs[0], fast=True), other(*inputs[1], fast=False)
     assert (fast - naive).abs().max() <= 1e-12
+    with torch.no_grad():  # the D step's fakes: same path, writing in place
+        assert (third(style_map.double(), w.double(), fast=True) - naive).abs().max() <= 1e-12
     weight = torch.randn(fast.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     (fast * weight).sum().backward()
     (naive * weight).sum().backward()
