@@ -110,15 +110,13 @@ class SpatiallyAdaptiveNorm(nn.Module):
         a = F.relu(self.shared(s))
         return self.norm(x) * (1 + self.gamma(a)) + self.beta(a)
 
-    def normalize_rows(self, x: Tensor, batch: int) -> Tensor:
-        """norm(x) of pixel rows x (B·n, C), image-major, through the norm module itself (so a SyncBatchNorm or an
-        all-reduce variant swapped in by training still sees the whole batch): BN statistics over all rows are those
-        over (B, H, W); instance norm gets each image as a (C, n, 1) map."""
-        if isinstance(self.norm, nn.InstanceNorm2d):
-            c = x.shape[1]
-            y = self.norm(x.view(batch, -1, c).transpose(1, 2)[..., None])  # (B, C, n, 1)
-            return y[..., 0].transpose(1, 2).reshape(-1, c)
-        return self.norm(x[:, :, None, None]).view(x.shape)
+    def normalize_rows(self, x: Tensor, size: tuple[int, int, int]) -> Tensor:
+        """norm(x) of pixel rows x (B·H·W, C), image-major, size (B, H, W), through the norm module itself (so a
+        SyncBatchNorm or an all-reduce variant swapped in by training still sees the whole batch). The rows are
+        handed over as a channels-last (B, C, H, W) view, the layout CPU and cuDNN norm kernels take natively."""
+        b, h, w = size
+        y = self.norm(x.view(b, h, w, -1).permute(0, 3, 1, 2))
+        return y.permute(0, 2, 3, 1).reshape(x.shape)
 
     def norm_affine(self) -> tuple[Tensor, Tensor]:
         """Eval BatchNorm as x·a + b, a and b (C,)."""
@@ -283,7 +281,7 @@ class Backbone(nn.Module):
         for i, block in enumerate(self.blocks):
             x_in = x
             for spade, conv in ((block.spade_0, block.conv_0), (block.spade_1, block.conv_1)):
-                y = spade.normalize_rows(x, b)
+                y = spade.normalize_rows(x, (b, height, width))
                 if i in self.map_blocks:  # per-pixel γ, β (B·n, C)
                     h = next(hidden)
                     gamma = F.linear(h, _matrix(spade.gamma), spade.gamma.bias)
