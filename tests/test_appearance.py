@@ -9,13 +9,7 @@ import official_fixture
 from neural.appearance import AppearanceMapping, EqualizedLinear, normalize_2nd_moment
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and far faster than on two oversubscribed ones on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(seed: int = 0) -> AppearanceMapping:

@@ -23,13 +23,7 @@ from neural.generator import Generator
 SOURCE_NAME = "00000006_generator_ema_state_dict.pth"  # the released file's naming: step in the first 8 digits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models run fastest on one thread on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
