@@ -6,26 +6,18 @@ import pytest
 import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
-from tiny_body import write_box_body
+from tiny_body import write_tiny_model
 
-from neural import checkpoint
 from neural.__main__ import main
-from neural.bench import realistic_weights_
 from neural.body import BodyModel
 from neural.config import preset
-from neural.generator import Generator
 from neural.render_cli import Z_UP_TO_Y_UP, _matrix_to_axis_angle, load_motion
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("render_cli")
-    body_path = write_box_body(folder / "box_body.npz")
-    torch.manual_seed(0)
-    generator = Generator(preset("tiny")).eval()
-    realistic_weights_(generator)
-    model_path = folder / "tiny.safetensors"
-    checkpoint.save(model_path, generator, body_fingerprint=BodyModel.load(body_path).fingerprint, step=0)
+    model_path, body_path = write_tiny_model(folder)
     return {"model": str(model_path), "body": body_path}
 
 

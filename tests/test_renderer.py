@@ -5,13 +5,8 @@ exact pixel-subset rendering, cancellation, and the errors for a wrong body or a
 import numpy as np
 import pytest
 import torch
-from tiny_body import write_box_body
+from tiny_body import write_box_body, write_tiny_model
 
-from neural import checkpoint
-from neural.bench import realistic_weights_
-from neural.body import BodyModel
-from neural.config import preset
-from neural.generator import Generator
 from neural.render_cli import orbit_request
 from neural.renderer import Character, FrameRequest, RenderCancelled, Renderer
 
@@ -21,12 +16,7 @@ SIZE = (96, 72)  # scene width, height
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("renderer")
-    body_path = write_box_body(folder / "box_body.npz")
-    torch.manual_seed(0)
-    generator = Generator(preset("tiny")).eval()
-    realistic_weights_(generator)
-    model_path = folder / "tiny.safetensors"
-    checkpoint.save(model_path, generator, body_fingerprint=BodyModel.load(body_path).fingerprint, step=0)
+    model_path, body_path = write_tiny_model(folder)
     return {"model": model_path, "body": body_path, "folder": folder}
 
 

@@ -47,3 +47,22 @@ def write_box_body(path, scale: float = 1.0) -> str:
     arrays["v_template"] = arrays["v_template"] * scale
     np.savez(path, **arrays)
     return str(path)
+
+
+def write_tiny_model(folder):
+    """The box body and a tiny-preset generator with realistic random weights made for it: (model path, body path)."""
+    import torch
+
+    from neural import checkpoint
+    from neural.bench import realistic_weights_
+    from neural.body import BodyModel
+    from neural.config import preset
+    from neural.generator import Generator
+
+    body_path = write_box_body(folder / "box_body.npz")
+    torch.manual_seed(0)
+    generator = Generator(preset("tiny")).eval()
+    realistic_weights_(generator)
+    model_path = folder / "tiny.safetensors"
+    checkpoint.save(model_path, generator, body_fingerprint=BodyModel.load(body_path).fingerprint, step=0)
+    return model_path, body_path
