@@ -1,7 +1,7 @@
 """The official generator's golden fixture (`data/official_fixture_small.npz`, a copy of
 shared/official/fixture_small.npz; README §7 there): a reduced MAP3DBN512L (width 32, style map 16×8, image 64×32,
 isolated pose styles, SPADE hidden 128) with random but non-trivial weights, run unmodified on CPU. These helpers
-map its keys onto ours (the renames an importer of the released weights makes) and rebuild its inputs as our
+map its keys onto ours with the importer's own renames (`neural.official.our_key`) and rebuild its inputs as our
 body-frame PosedBody and OpenCV Camera. `data/state_dict_*.tsv` are the official key/shape manifests."""
 
 import re
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from neural.config import GeneratorConfig
+from neural.official import our_key
 
 PATH = Path(__file__).parent / "data" / "official_fixture_small.npz"
 
@@ -23,27 +24,6 @@ CONFIG = GeneratorConfig(
 def load() -> dict[str, np.ndarray]:
     with np.load(PATH) as data:
         return {k: data[k] for k in data.files}
-
-
-def our_key(official: str) -> str | None:
-    """Official generator key → ours; None for the keys the importer drops (latent pool, the unused style input
-    and implicit branch, the never-used ToRGB 0–2)."""
-    from neural.pose_mapping import OFFICIAL_PREFIXES
-
-    if official.startswith(("latent_pool.", "synthesis_style_input.", "synthesis_mapping_network.implicit0.")):
-        return None
-    if re.match(r"synthesis_network\.to_rgbs\.m3d_[012]\.", official):
-        return None
-    for prefix, ours in OFFICIAL_PREFIXES.items():
-        if official.startswith(prefix):
-            return "pose_mapping." + ours + official[len(prefix):]
-    k = re.sub(r"synthesis_mapping_network\.trunk(\d)", r"appearance.layers.\1", official)
-    k = k.replace("synthesis_mapping_network.superres0", "appearance.layers.7")
-    k = k.replace("synthesis_input.network.0", "backbone.coord_input")
-    k = re.sub(r"synthesis_network\.network\.m3d_(\d+)", r"backbone.blocks.\1", k)
-    k = re.sub(r"synthesis_network\.to_rgbs\.m3d_(\d+)\.linear", r"backbone.to_rgb.\1", k)
-    k = k.replace("first_norm", "norm").replace("mlp_shared.0", "shared")
-    return k.replace("mlp_gamma", "gamma").replace("mlp_beta", "beta")
 
 
 def _state(fixture: dict[str, np.ndarray], prefix: str) -> dict[str, torch.Tensor]:
