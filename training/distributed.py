@@ -54,6 +54,9 @@ def barrier(world: int) -> None:
 
 def shutdown() -> None:
     if dist.is_initialized():
+        # Every process reaches this point first: gloo aborts (SIGABRT, "terminate called without an active
+        # exception") a process whose group is torn down while a peer is still inside a collective.
+        dist.barrier()
         dist.destroy_process_group()
 
 
