@@ -98,11 +98,11 @@ class Generator(nn.Module):
         folded = None
         if fast and not self.training and isinstance(self.backbone, Backbone) \
                 and config.normalization == "batch":
-            folded = self.backbone.fold(w)
+            folded = self.backbone.fold(w, pose.style_map)
         return Styles(w=w, pose=pose, folded=folded)
 
     def synthesize(self, styles: Styles, *, pixels: Tensor | None = None, fast: bool = True,
-                   tile_pixels: int = 16384) -> Tensor:
+                   tile_pixels: int | None = None) -> Tensor:
         """The backbone: image (B, 3, H, W), or (B, 3, N) at pixels (N, 2) int64 (x, y), each pixel exact."""
         return self.backbone(styles.pose.style_map, styles.w, pixels=pixels, fast=fast, tile_pixels=tile_pixels,
                              folded=styles.folded if fast else None)

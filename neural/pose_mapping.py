@@ -31,7 +31,7 @@ from neural.volume_rendering import composite, sample_rays
 __all__ = ["OFFICIAL_PREFIXES", "PoseCondition", "PoseMap", "PoseMappingNetwork", "canonical_frame", "condition",
            "geo_features"]
 
-_CHUNK_FLOATS = {"cpu": 2**23, "cuda": 2**26}  # widest field activation per chunk: 32 MiB / 256 MiB in float32
+_CHUNK_FLOATS = {"cpu": 2**21, "cuda": 2**26}  # widest field activation per chunk: 8 MiB (cache-sized) / 256 MiB
 
 
 def _chunk_floats(x: Tensor) -> int:
