@@ -433,18 +433,17 @@ def cache_tile(device: torch.device, channels: int) -> int:
 def backbone_flops(config: GeneratorConfig, *, fast: bool) -> int:
     """Matmul FLOPs (2 per multiply-add) of one image through the pixel-wise backbone; elementwise ops (sin, norm
     affines, lrelu, bilinear sampling) are not counted. Naive: every SPADE per pixel; fast: constant-style SPADEs
-    once per image."""
+    once per image, the map-styled SPADEs' shared layer once per style-map pixel."""
     c, ns, hid, n = config.feature_dim, config.feature_dim, config.spade_hidden, config.height * config.width
-    spade = ns * hid + 2 * hid * c
     per_pixel = 2 * c + config.backbone_blocks * 2 * c * c + (config.backbone_blocks - FIRST_RGB_BLOCK) * 3 * c
-    per_image = 0
-    map_blocks = len(config.pose_blocks) if config.conditioning == "styles" else 0
+    map_spades = 2 * len(config.pose_blocks) if config.conditioning == "styles" else 0
+    const_spades = 2 * config.backbone_blocks - map_spades
     if config.conditioning == "feed_forward":
         per_pixel += ns * c
-    const_spades = 2 * (config.backbone_blocks - map_blocks)
-    per_pixel += 2 * map_blocks * spade
-    if fast:
-        per_image += const_spades * spade
-    else:
-        per_pixel += const_spades * spade
-    return 2 * (per_pixel * n + per_image)
+    per_pixel += map_spades * 2 * hid * c  # γ and β of the map-styled SPADEs
+    shared, gamma_beta = ns * hid, 2 * hid * c
+    if not fast:
+        return 2 * n * (per_pixel + map_spades * shared + const_spades * (shared + gamma_beta))
+    style_pixels = config.render_height * config.render_width
+    per_image = const_spades * (shared + gamma_beta) + (map_spades * shared if config.pose_mode == "mixed" else 0)
+    return 2 * (n * per_pixel + style_pixels * map_spades * shared + per_image)  # mixed: w's share of `shared`

@@ -110,7 +110,8 @@ def geo_features(points: Tensor, body: PoseCondition, order: Literal["default", 
         nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)(points)
     index = nearest[1]
     joint_dist = (points[:, :, None, :] - body.joints[:, None]).norm(dim=-1) / 2.4
-    inverse = torch.linalg.inv(body.transforms).reshape(B, NUM_JOINTS, 16)[..., :12]
+    # inv_ex: linalg.inv's singularity check is a host sync on CUDA; LBS transforms are rigid, never singular
+    inverse = torch.linalg.inv_ex(body.transforms).inverse.reshape(B, NUM_JOINTS, 16)[..., :12]
     blended = (body.weights[index] @ inverse).reshape(B, N, 3, 4)
     c = (blended[..., :3] @ points[..., None])[..., 0] + blended[..., 3]
     canonical = torch.stack([c[..., 0] / 2, (c[..., 1] + 0.2) / 2, c[..., 2] / 1.3], dim=-1)
@@ -129,12 +130,14 @@ def geo_features(points: Tensor, body: PoseCondition, order: Literal["default", 
 class PoseMap:
     """The rendered pose field at the camera's resolution h × w: style_map (B, Ns, h, w) (white background ≈ 1 in
     every channel), rgb (B, 3, h, w) in [0, 1] plus background (the official ×2−1 comes later, for display only),
-    opacity (B, 1, h, w) Σ w before any fill, depth (B, 1, h, w) Σ w·t, distance along the unit ray (not z)."""
+    opacity (B, 1, h, w) Σ w before any fill, depth (B, 1, h, w) Σ w·t, distance along the unit ray (not z),
+    optical_depth (B, 1, h, w) the slab's τ (volume_rendering.composite)."""
 
     style_map: Tensor
     rgb: Tensor
     opacity: Tensor
     depth: Tensor
+    optical_depth: Tensor
 
 
 class PoseMappingNetwork(nn.Module):
@@ -212,7 +215,7 @@ class PoseMappingNetwork(nn.Module):
         evaluate = self._evaluator(psi, fast)
         nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
         rays_per_chunk = max(1, _chunk_floats(samples.t) // (S * 2 * cfg.hidden_dim))
-        features, opacity, depth = [], [], []
+        features, opacity, depth, optical_depth = [], [], [], []
         for start in range(0, R, rays_per_chunk):
             rays = slice(start, start + rays_per_chunk)
             points, t = samples.points[:, rays], samples.t[:, rays]
@@ -223,6 +226,7 @@ class PoseMappingNetwork(nn.Module):
             features.append(rendered.features)
             opacity.append(rendered.opacity)
             depth.append(rendered.depth)
+            optical_depth.append(rendered.optical_depth)
         h, w = camera.height, camera.width
 
         def image(x: Tensor) -> Tensor:  # (B, R, C) row-major rays → (B, C, h, w)
@@ -230,7 +234,8 @@ class PoseMappingNetwork(nn.Module):
 
         features = image(torch.cat(features, dim=1))
         return PoseMap(style_map=features[:, 3:], rgb=features[:, :3], opacity=image(torch.cat(opacity, 1)[..., None]),
-                       depth=image(torch.cat(depth, 1)[..., None]))
+                       depth=image(torch.cat(depth, 1)[..., None]),
+                       optical_depth=image(torch.cat(optical_depth, 1)[..., None]))
 
     def _evaluator(self, psi: float, fast: bool) -> Callable[[Tensor, Tensor], Tensor]:
         """points (B, n, 3), geo (B, n, 31) → field output (B, n, 3 + Ns + 1): literal, or folded (fast)."""

@@ -41,6 +41,7 @@ class Composite:
     opacity: Tensor
     depth: Tensor
     weights: Tensor
+    optical_depth: Tensor
 
 
 def sample_rays(camera: Camera, *, num_samples: int, ray_start: float, ray_end: float, jitter: Tensor | None = None,
@@ -80,6 +81,8 @@ def composite(features: Tensor, sigma: Tensor, t: Tensor, *, last_back: bool = F
     δ_i = t_{i+1} − t_i, δ_last = 1e9; α_i = 1 − exp(−δ_i·relu(σ_i + noise)); T_i = Π_{j<i}(1 − α_j + 1e-12);
     w_i = α_i T_i; O = Σ w_i. last_back (the official inference fill) adds 1 − O to the last weight before the
     sums, while the background term keeps the pre-fill O. noise ~ N(0, noise_std²) from `generator` (training).
+    optical_depth τ = Σ_i δ'_i·relu(σ_i) with the last interval as wide as the one before it: the slab's own
+    thickness, whose gradient does not vanish where O has saturated to 1 (training's silhouette loss).
     """
     if sigma.shape != t.shape or features.shape[:-1] != t.shape:
         raise ValueError(f"features (B, R, S, C), sigma and t (B, R, S) disagree: {tuple(features.shape)}, "
@@ -89,7 +92,10 @@ def composite(features: Tensor, sigma: Tensor, t: Tensor, *, last_back: bool = F
         noise = torch.randn(sigma.shape, generator=generator, device=sigma.device if generator is None
                             else generator.device).to(sigma)
         sigma = sigma + noise * noise_std
-    alpha = 1 - torch.exp(-delta * torch.relu(sigma))
+    density = torch.relu(sigma)
+    alpha = 1 - torch.exp(-delta * density)
+    finite = torch.cat([delta[..., :-1], delta[..., -2:-1]], dim=-1)
+    optical_depth = (finite * density).sum(-1)
     transmit = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1 - alpha + 1e-12], dim=-1), dim=-1)
     weights = alpha * transmit[..., :-1]
     opacity = weights.sum(-1)
@@ -97,4 +103,4 @@ def composite(features: Tensor, sigma: Tensor, t: Tensor, *, last_back: bool = F
         weights = torch.cat([weights[..., :-1], weights[..., -1:] + (1 - opacity)[..., None]], dim=-1)
     rendered = (weights[..., None] * features).sum(-2) + (1 - opacity)[..., None]
     depth = (weights * t).sum(-1)
-    return Composite(features=rendered, opacity=opacity, depth=depth, weights=weights)
+    return Composite(features=rendered, opacity=opacity, depth=depth, weights=weights, optical_depth=optical_depth)

@@ -223,5 +223,11 @@ def test_flop_count():
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(style_map, w, fast=False)
     assert counter.get_total_flops() == backbone_flops(TINY, fast=False)
-    # Fast path: 6 of 9 blocks' SPADE MLPs once per image → −32 % at 512×256.
-    assert backbone_flops(PRESETS["paper-512"], fast=True) == pytest.approx(1088.2e9, rel=1e-4)
+    # Fast path: 6 of 9 blocks' SPADE MLPs once per image, the map SPADEs' shared layer once per style-map pixel
+    # → −37 % at 512×256; torch's count of the fast path agrees (its matmuls run on 2-D rows and 3-D batches).
+    assert backbone_flops(PRESETS["paper-512"], fast=True) == pytest.approx(1006.6e9, rel=1e-3)
+    for config in (TINY, TINY.replace(pose_mode="isolated")):
+        net = _calibrated(config)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(style_map, w, fast=True)
+        assert counter.get_total_flops() == backbone_flops(config, fast=True)

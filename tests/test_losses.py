@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -75,3 +76,21 @@ def test_r1_penalty_matches_analytic_gradient_and_official_form_is_zero():
     assert penalty > 1e-3
     penalty.backward()
     assert seg.weight.grad is not None and seg.weight.grad.abs().sum() > 0
+
+
+def test_silhouette_loss_is_bce_against_body_coverage():
+    labels = torch.ones(1, 4, 4, dtype=torch.int64)  # 1 = background
+    labels[0, :2, :2] = 5  # the body covers the top-left style-map pixel fully...
+    labels[0, 2, 2] = 7  # ...and a quarter of the bottom-right one
+    coverage = torch.tensor([[[[1.0, 0.0], [0.0, 0.25]]]])
+    tau = torch.tensor([[[[2.3, 0.2], [0.1, 0.7]]]], requires_grad=True)
+    opacity = 1 - torch.exp(-tau)
+    expected = -(coverage * opacity.log() + (1 - coverage) * (1 - opacity).log()).mean()
+    loss = losses.silhouette_loss(tau, labels)
+    assert math.isclose(loss.item(), expected.item(), rel_tol=1e-5)
+    # saturated opacity (τ = 60: O rounds to 1) still has a gradient that pulls background density down
+    big = torch.full((1, 1, 2, 2), 60.0, requires_grad=True)
+    losses.silhouette_loss(big, labels).backward()
+    assert big.grad[0, 0, 0, 1] > 0.2 and abs(big.grad[0, 0, 0, 0]) < 1e-6
+    with pytest.raises(ValueError, match="multiples"):
+        losses.silhouette_loss(tau, torch.ones(1, 5, 4, dtype=torch.int64))

@@ -66,7 +66,9 @@ def test_doubled_body_of_13718_vertices():
     body = torch.from_numpy(fixture["in/vertices"][0])
     vertices = torch.cat([body, body * 0.97 + 0.004])[:13718]
     points = _ray_samples(vertices, 400, 8, seed=3)
-    _assert_same(VertexBlocks.build(vertices).query(points), nearest_naive(points, vertices))
+    naive = nearest_naive(points, vertices)
+    _assert_same(VertexBlocks.build(vertices).query(points), naive)
+    _assert_same(VertexBlocks.build(vertices).query(points, chunk=65536), naive)  # the GPU's one-chunk search
 
 
 def test_rest_pose_partition_is_exact_however_poor():

@@ -98,3 +98,15 @@ def test_last_back_and_density_noise():
     assert torch.equal(a.features, b.features) and not torch.equal(a.features, plain.features)
     with pytest.raises(ValueError, match="disagree"):
         composite(feats, sigma[..., :3], t)
+
+
+def test_optical_depth_is_the_slab_thickness():
+    t = torch.tensor([[[1.0, 1.5, 2.0, 2.5]]])
+    sigma = torch.tensor([[[0.4, -1.0, 2.0, 0.0]]])  # relu: 0.4, 0, 2, 0
+    out = composite(torch.zeros(1, 1, 4, 2), sigma, t)
+    assert math.isclose(out.optical_depth.item(), 0.5 * 0.4 + 0.5 * 2.0, rel_tol=1e-6)
+    assert math.isclose(1 - math.exp(-out.optical_depth.item()), out.opacity.item(), rel_tol=1e-5)  # σ_last = 0
+    sigma[..., -1] = 0.6  # the last interval counts as wide as the one before it (not the infinite δ_last)
+    out = composite(torch.zeros(1, 1, 4, 2), sigma, t)
+    assert math.isclose(out.optical_depth.item(), 0.5 * (0.4 + 2.0 + 0.6), rel_tol=1e-6)
+    assert out.opacity.item() == pytest.approx(1.0)

@@ -3,9 +3,9 @@
 `paper-256` and `paper-512` follow the official MAP3DBN / MAP3DBN512L schedules (Adam (0, 0.9), lr 1e-4 / 4e-4
 dropping to 5e-5 / 2e-4 at step 140k for 256, 5e-5 / 2e-4 throughout for 512, batch 32, grad clip 1.0, EMA 0.999,
 the 8-step phase cycle with camera rotation on 4 of 8 steps, density noise annealed over 5k steps). `cpu-small`
-trains on this project's 2-core CPU in about an hour, `tiny` is for tests. Ablations of the paper's Table 2 are
-written `<preset>+<ablation>`: `feed-forward`, `upsampling`, `instance-norm` change the generator, `binary-loss`
-the adversarial loss.
+trains on this project's 2-core CPU in under two hours (with a faster pose field and the silhouette loss), `tiny` is
+for tests. Ablations of the paper's Table 2 are written `<preset>+<ablation>`: `feed-forward`, `upsampling`,
+`instance-norm` change the generator, `binary-loss` the adversarial loss.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ class TrainingConfig:
     ema_decay: float = 0.999  # with warm-up min(decay, (1 + n) / (10 + n))
     r1_lambda: float = 0.0  # R1 on the real-class log-probability (losses.r1_penalty); lazy on `r1_phases`
     r1_phases: tuple[int, ...] = (3, 7)
+    silhouette_lambda: float = 0.0  # G: BCE of the pose field's opacity against the body's coverage (ours)
     rotate_cycle: tuple[bool, ...] = PAPER_ROTATE_CYCLE
     yaw_std: float = 0.4  # radians, rotated steps
     pitch_std: float = 0.1
@@ -95,11 +96,12 @@ PRESETS: dict[str, TrainingConfig] = {
     "paper-256": TrainingConfig(generator=generator_config.PRESETS["paper-256"], r1_lambda=0.25),
     "paper-512": TrainingConfig(generator=generator_config.PRESETS["paper-512"], g_lr=5e-5, d_lr=2e-4,
                                 lr_drop_step=None),
-    # Sized for a 2-core CPU: ~1 hour gives a generator whose colours follow the body (see README "Training").
+    # Sized for a 2-core CPU: ~15 images/s on one thread. A schedule this short needs the pose field to learn
+    # faster than the paper's ×0.05 and the silhouette loss (losses.py), or its density never takes the body's shape.
     "cpu-small": TrainingConfig(
         generator=generator_config.PRESETS["cpu-small"], **_NARROW_D, batch=8, g_lr=2e-4, d_lr=8e-4,
-        lr_drop_step=None, density_noise_steps=300, steps=6000, log_every=20, sample_every=200,
-        checkpoint_every=200, keep_every=1000, workers=0,
+        lr_drop_step=None, density_noise_steps=300, field_lr_scale=0.5, silhouette_lambda=1.0, steps=10000,
+        log_every=20, sample_every=200, checkpoint_every=200, keep_every=1000, workers=0,
     ),
     "tiny": TrainingConfig(
         generator=generator_config.PRESETS["tiny"], d_channels=(8, 8, 16, 16), d_head=8, batch=4,

@@ -4,7 +4,7 @@ Each iteration is one discriminator step then one generator step on the same rea
 cameras condition G, with fresh z for each. Step types cycle with period 8: on "rotate" steps G renders from the
 batch's cameras turned about the body (yaw ~ N(0, 0.4), pitch ~ N(0, 0.1) rad) and must show the body's part map
 from there; otherwise from the photo's camera, against the rasterised part map or (p = ½) the real image's own map.
-Lazy R1 (optional) on the cycle's `r1_phases`. Adam (0, 0.9) with the pose field at ×0.05, gradient clipping 1.0,
+Lazy R1 (optional) on the cycle's `r1_phases`; the silhouette loss on the pose field's opacity (optional, ours). Adam (0, 0.9) with the pose field at ×0.05, gradient clipping 1.0,
 EMA of G with warm-up, density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` processes.
 
 One deliberate difference from the official code: the discriminator's real-image target is the photo's part map or
@@ -38,7 +38,7 @@ from . import distributed, state
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
-from .losses import discriminator_loss, generator_loss, r1_penalty
+from .losses import discriminator_loss, generator_loss, r1_penalty, silhouette_loss
 from .samples import SampleSet, write_grid
 
 
@@ -186,6 +186,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
             posed = body(betas=batch["betas"], pose=batch["pose"], transl=batch["transl"])
             camera = Camera(K=batch["K"], world_to_camera=batch["world_to_camera"], width=gc.width, height=gc.height)
             fit_labels = labels(posed, camera)
+            fake_fit_labels = fit_labels
             swap = (torch.rand(local_batch, generator=rng) < config.label_swap).to(dev)[:, None, None]
             real_target = torch.where(swap, fit_labels, batch["parts"])
             if rotate:
@@ -194,7 +195,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
                 w2c = rotate_about_body(camera.world_to_camera, posed.root_rotation, posed.joints[:, 0],
                                         yaw.to(dev), pitch.to(dev))
                 fake_camera = Camera(K=camera.K, world_to_camera=w2c, width=gc.width, height=gc.height)
-                g_target = labels(posed, fake_camera)
+                g_target = fake_fit_labels = labels(posed, fake_camera)
             else:
                 fake_camera = camera
                 swap_g = (torch.rand(local_batch, generator=rng) < config.label_swap).to(dev)[:, None, None]
@@ -226,6 +227,10 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         D.requires_grad_(False).eval()
         with autocast:
             g_loss = generator_loss(D(G.synthesize(styles)), g_target, kind=config.loss)
+        silhouette = torch.zeros((), device=dev)
+        if config.silhouette_lambda > 0:
+            silhouette = silhouette_loss(styles.pose.optical_depth, fake_fit_labels)
+            g_loss = g_loss + config.silhouette_lambda * silhouette
         _update(G, g_opt, g_scaler, g_loss, config, world)
         update_ema(ema, G, step, config.ema_decay)
 
@@ -234,7 +239,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         meter.tick(done, {"D": d_loss, "G": g_loss})
         if done % config.log_every == 0 or done == config.steps:
             values = distributed.mean_over_processes(
-                {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item()}, world, dev)
+                {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item(), "silhouette": silhouette.item()}, world, dev)
             if ctx.main:
                 memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
                     if dev.type == "cuda" else {}
