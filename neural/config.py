@@ -50,17 +50,20 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "GeneratorConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown generator config keys {unknown}; valid keys: {sorted(names)}")
-        data = dict(data)
-        if "pose_blocks" in data:
-            data["pose_blocks"] = tuple(data["pose_blocks"])
-        return cls(**data)
+        return cls(**checked_fields(cls, data, what="generator config"))
 
     def replace(self, **changes: Any) -> "GeneratorConfig":
         return self.from_dict({**self.to_dict(), **changes})
+
+
+def checked_fields(cls: type, data: dict[str, Any], *, what: str) -> dict[str, Any]:
+    """The keyword arguments of dataclass `cls` from a JSON-like dict: unknown keys refused by name, lists turned
+    back into the tuples that a frozen config holds (JSON has no tuples)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} keys {unknown}; valid keys: {sorted(names)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
 
 
 PRESETS: dict[str, GeneratorConfig] = {

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from neural import config as generator_config
-from neural.config import GeneratorConfig
+from neural.config import GeneratorConfig, checked_fields
 
 # Official phase cycle (spec §2.4): which of 8 consecutive steps render from a randomly rotated camera.
 PAPER_ROTATE_CYCLE = (False, True, True, False, False, True, False, True)
@@ -74,16 +74,9 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown training config keys {unknown}; valid keys: {sorted(names)}")
-        data = dict(data)
+        data = checked_fields(cls, data, what="training config")
         if isinstance(data.get("generator"), dict):
             data["generator"] = GeneratorConfig.from_dict(data["generator"])
-        for key in ("d_channels", "betas", "r1_phases", "rotate_cycle"):
-            if key in data:
-                data[key] = tuple(data[key])
         return cls(**data)
 
     def replace(self, **changes: Any) -> "TrainingConfig":

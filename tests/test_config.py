@@ -1,0 +1,40 @@
+"""neural/config.py: presets, ablations, and the JSON round trip that checkpoints rely on."""
+
+import json
+
+import pytest
+
+from neural.config import ABLATIONS, PRESETS, GeneratorConfig, preset
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_survive_a_json_round_trip(name):
+    config = PRESETS[name]
+    again = GeneratorConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and isinstance(again.pose_blocks, tuple)
+
+
+def test_paper_presets_hold_the_paper_numbers():
+    p512, p256 = PRESETS["paper-512"], PRESETS["paper-256"]
+    assert (p512.height, p512.width, p512.feature_dim, p512.render_height) == (512, 256, 420, 96)
+    assert (p512.pose_mode, p512.feature_order) == ("isolated", "legacy")
+    assert (p256.height, p256.width, p256.feature_dim, p256.render_height) == (256, 128, 384, 64)
+    assert p256.pose_mode == "mixed" and p256.backbone_blocks == 9 and p256.pose_blocks == (0, 1, 2)
+
+
+def test_ablations_change_one_field():
+    for ablation, change in ABLATIONS.items():
+        config = preset(f"paper-256+{ablation}")
+        differs = {k for k, v in config.to_dict().items() if v != PRESETS["paper-256"].to_dict()[k]}
+        assert differs == set(change)
+
+
+def test_bad_names_and_keys_are_refused_by_name():
+    with pytest.raises(ValueError, match="unknown preset 'paper-1024'"):
+        preset("paper-1024")
+    with pytest.raises(ValueError, match="unknown ablation 'dropout'"):
+        preset("tiny+dropout")
+    with pytest.raises(ValueError, match=r"unknown generator config keys \['widht'\]"):
+        GeneratorConfig.from_dict({**PRESETS["tiny"].to_dict(), "widht": 3})
+    with pytest.raises(ValueError, match="2:1"):
+        PRESETS["tiny"].replace(width=32)
