@@ -4,7 +4,8 @@ AMASS .npz: `poses` (T, 3·J) axis-angle with J = 24 (SMPL), 52 (SMPL-H) or 55 (
 (T, 3) metres; `betas` (n,); `mocap_framerate` (Hz). AMASS stores bodies in a Z-up world; that world is taken as
 Blender's world, so the motion plays where it was captured, whatever the armature's rest placement: the root
 rotation and translation are carried through the inverse of the armature's body → world transform.
-SMPL-H / SMPL-X files give their 22 body joints; the two SMPL hand joints stay at rest.
+The file is read by neural.amass.read_amass (SMPL-H / SMPL-X files give their 22 body joints; the two SMPL hand
+joints stay at rest); here it must have `trans` and a frame rate.
 
 Frames are resampled to the scene's frame rate (slerp for rotations, linear for translation) and written as
 linear keyframes from the scene's start frame; quaternion signs are kept continuous so the keys interpolate the
@@ -19,7 +20,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from .rig import RigInfo, axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, pose_bases, read_rig
+from neural.amass import read_amass
+from neural.rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_matrix
+
+from .rig import RigInfo, pose_bases, read_rig
 
 _LINEAR = 1  # bpy Keyframe.interpolation enum value of 'LINEAR'
 
@@ -35,36 +39,10 @@ class Motion:
 
 
 def load_amass(path: Path) -> Motion:
-    """Read an AMASS-style .npz (ValueError naming the file and key on bad input)."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"motion file {path} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"motion file {path} is not a readable .npz without pickles: {error}") from error
-    with data:
-        missing = [k for k in ("poses", "trans") if k not in data.files]
-        if missing:
-            raise ValueError(f"motion file {path} lacks {missing} (has {data.files}); an AMASS motion has poses, "
-                             "trans, betas and mocap_framerate")
-        poses = np.asarray(data["poses"], np.float64)
-        trans = np.asarray(data["trans"], np.float64)
-        betas = np.asarray(data["betas"], np.float64).ravel() if "betas" in data.files else np.zeros(0)
-        fps = float(data["mocap_framerate"]) if "mocap_framerate" in data.files else 0.0
-    if poses.ndim != 2 or poses.shape[1] % 3 or poses.shape[1] < 66:
-        raise ValueError(f"motion file {path}: 'poses' has shape {poses.shape}; expected (T, 3·J) with J ≥ 22")
-    if trans.shape != (len(poses), 3):
-        raise ValueError(f"motion file {path}: 'trans' has shape {trans.shape}; expected ({len(poses)}, 3)")
-    if not fps > 0:
-        raise ValueError(f"motion file {path}: 'mocap_framerate' is missing or {fps}; it gives the capture rate in Hz")
-    if not (np.isfinite(poses).all() and np.isfinite(trans).all()):
-        raise ValueError(f"motion file {path} holds NaN or inf in 'poses' or 'trans'")
-    joints = poses.reshape(len(poses), -1, 3)
-    smpl = np.zeros((len(poses), 24, 3))
-    smpl[:, :22] = joints[:, :22]
-    if joints.shape[1] == 24:  # plain SMPL: its joints 22, 23 are the hands
-        smpl[:, 22:] = joints[:, 22:]
-    return Motion(poses=smpl, trans=trans, betas=betas, fps=fps)
+    """Read an AMASS .npz that has `trans` and a frame rate (neural.amass.read_amass: ValueError naming the file
+    and key on bad input)."""
+    read = read_amass(path, require_trans=True, require_fps=True)
+    return Motion(poses=read.poses, trans=read.trans, betas=read.betas, fps=read.fps)
 
 
 def _slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -80,15 +58,6 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
     b = np.where(small, t, np.sin(t * theta) / s)
     q = a * q0 + b * q1
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(..., 4) unit quaternions (w, x, y, z) → (..., 3, 3)."""
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
-    return np.stack(rows, -1).reshape(*q.shape[:-1], 3, 3)
 
 
 def resample(motion: Motion, fps: float) -> Motion:

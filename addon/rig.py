@@ -25,6 +25,8 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
+from neural.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # numpy only: registration stays torch-free
+
 if TYPE_CHECKING:
     from neural.body import BodyModel
 
@@ -154,49 +156,6 @@ def _orthonormal(m: np.ndarray) -> np.ndarray:
     u, _, vt = np.linalg.svd(m)
     d = np.sign(np.linalg.det(u @ vt))
     return u @ (vt * np.stack([np.ones_like(d), np.ones_like(d), d], -1)[..., :, None])
-
-
-def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotations → (..., 3) axis-angle, via the quaternion (stable at 0 and near π)."""
-    q = matrix_to_quaternion(R)
-    v, w = q[..., 1:], q[..., :1]
-    sin = np.linalg.norm(v, axis=-1, keepdims=True)
-    angle = 2 * np.arctan2(sin, w)
-    scale = np.where(sin > 1e-12, angle / np.maximum(sin, 1e-300), 2.0 / np.where(w == 0, 1.0, w))
-    return v * scale
-
-
-def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotations → (..., 4) unit quaternions (w, x, y, z) with w ≥ 0 (Shepperd's method)."""
-    m = np.asarray(R, dtype=np.float64)
-    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
-    # four algebraically equal forms; each is stable where its leading component is largest
-    def c(i: int, j: int, sign: float) -> np.ndarray:  # m_ij ± m_ji
-        return m[..., i, j] + sign * m[..., j, i]
-
-    forms = np.stack([
-        np.stack([1 + m00 + m11 + m22, c(2, 1, -1), c(0, 2, -1), c(1, 0, -1)], -1),
-        np.stack([c(2, 1, -1), 1 + m00 - m11 - m22, c(0, 1, 1), c(0, 2, 1)], -1),
-        np.stack([c(0, 2, -1), c(0, 1, 1), 1 - m00 + m11 - m22, c(1, 2, 1)], -1),
-        np.stack([c(1, 0, -1), c(0, 2, 1), c(1, 2, 1), 1 - m00 - m11 + m22], -1),
-    ], -2)  # (..., 4 forms, 4)
-    best = np.stack([m00 + m11 + m22, m00, m11, m22], -1).argmax(-1)
-    q = np.take_along_axis(forms, best[..., None, None], -2)[..., 0, :]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., :1] < 0, -q, q)
-
-
-def axis_angle_to_matrix(aa: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle → (..., 3, 3) (Rodrigues)."""
-    aa = np.asarray(aa, dtype=np.float64)
-    theta = np.linalg.norm(aa, axis=-1)[..., None, None]
-    x, y, z = np.moveaxis(aa, -1, 0)
-    K = np.stack([np.zeros_like(x), -z, y, z, np.zeros_like(x), -x, -y, x, np.zeros_like(x)], -1)
-    K = K.reshape(*aa.shape[:-1], 3, 3)
-    small = theta < 1e-8
-    a = np.where(small, 1.0, np.sin(theta) / np.where(small, 1.0, theta))
-    b = np.where(small, 0.5, (1 - np.cos(theta)) / np.where(small, 1.0, theta) ** 2)
-    return np.eye(3) + a * K + b * (K @ K)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,10 @@
 Headless use of the Renderer (design.md §1) without Blender: the camera orbits the body at each requested yaw
 (the paper's view sweep is ±30°), following the body's centre from frame to frame.
 
-AMASS files are SMPL-H (T, 156) or SMPL-X (T, 165) axis-angle poses in a Z-up world; their first 22 joints are
-SMPL's body joints (SMPL's hand joints 22, 23 are set to rest), a (T, 72) array is taken as SMPL's 24 joints.
-The Z-up world becomes the body frame's Y-up by rotating the root: R_root' = Q·R_root and, because SMPL rotates
-about the pelvis J₀, transl' = Q·(J₀ + transl) − J₀, with Q = Rx(−90°). Then every vertex moves exactly
-by Q.
+AMASS files (SMPL (T, 72), SMPL-H (T, 156) or SMPL-X (T, 165) axis-angle poses in a Z-up world) are read as SMPL's
+24 joints by neural/amass.py. The Z-up world becomes the body frame's Y-up by rotating the root: R_root' = Q·R_root
+and, because SMPL rotates about the pelvis J₀, transl' = Q·(J₀ + transl) − J₀, with Q = Rx(−90°). Then every vertex
+moves exactly by Q.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .body import BodyModel, axis_angle_to_matrix
+from .amass import read_amass
+from .body import BodyModel
+from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # Rx(−90°): +Z → +Y, +Y → −Z
 
@@ -38,75 +39,19 @@ def t_pose() -> Motion:
     return Motion(poses=np.zeros((1, 24, 3)), betas=np.zeros(0), transl=np.zeros((1, 3)))
 
 
-def _matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    """(T, 3, 3) rotations → (T, 3) axis-angle, via a unit quaternion (Shepperd: divide by its largest component,
-    so it is accurate for every angle including π)."""
-    t = np.trace(R, axis1=1, axis2=2)
-    d = np.diagonal(R, axis1=1, axis2=2)
-    pick = np.argmax(np.stack([t, d[:, 0], d[:, 1], d[:, 2]], 1), 1)
-    q = np.empty((len(R), 4))                                        # (w, x, y, z)
-    for k in range(4):
-        m, r = pick == k, R[pick == k]
-        if k == 0:
-            s = 2 * np.sqrt(1 + t[m])
-            q[m] = np.stack([s / 4, (r[:, 2, 1] - r[:, 1, 2]) / s, (r[:, 0, 2] - r[:, 2, 0]) / s,
-                             (r[:, 1, 0] - r[:, 0, 1]) / s], 1)
-            continue
-        i, j, l = k - 1, k % 3, (k + 1) % 3
-        s = 2 * np.sqrt(np.maximum(1 + r[:, i, i] - r[:, j, j] - r[:, l, l], 1e-30))
-        qk = np.empty((m.sum(), 4))
-        qk[:, 0] = (r[:, l, j] - r[:, j, l]) / s
-        qk[:, 1 + i] = s / 4
-        qk[:, 1 + j] = (r[:, j, i] + r[:, i, j]) / s
-        qk[:, 1 + l] = (r[:, l, i] + r[:, i, l]) / s
-        q[m] = qk
-    q *= np.where(q[:, :1] < 0, -1.0, 1.0)                              # w ≥ 0: angle in [0, π]
-    norm = np.linalg.norm(q[:, 1:], axis=1)
-    angle = 2 * np.arctan2(norm, q[:, 0])
-    return q[:, 1:] * np.where(norm > 1e-12, angle / np.maximum(norm, 1e-12), 2.0)[:, None]
-
-
 def load_motion(path: str | Path, body: BodyModel, *, z_up: bool = True) -> Motion:
-    """Read an AMASS-style .npz: `poses` (T, 72 | 156 | 165 | ≥ 66), optional `betas` (n,), `trans` (T, 3)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pose file {path} does not exist")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise ValueError(f"pose file {path} is not a readable .npz: {error}") from error
-    with npz:
-        if "poses" not in npz.files:
-            raise ValueError(f"pose file {path} has no 'poses' array (it has {sorted(npz.files)}); expected AMASS "
-                             "layout: poses (T, 156) axis-angle, betas, trans (T, 3)")
-        poses = np.asarray(npz["poses"], dtype=np.float64)
-        betas = np.asarray(npz["betas"], dtype=np.float64).reshape(-1) if "betas" in npz.files else np.zeros(0)
-        trans = np.asarray(npz["trans"], dtype=np.float64) if "trans" in npz.files else None
-    if poses.ndim != 2 or poses.shape[1] < 66 or len(poses) == 0:
-        raise ValueError(f"pose file {path}: 'poses' has shape {poses.shape}; expected (T, 72) SMPL or (T, ≥66) "
-                         "SMPL-H/SMPL-X axis-angle with T ≥ 1")
-    T = len(poses)
-    if poses.shape[1] == 72:
-        body_pose = poses.reshape(T, 24, 3)
-    else:  # SMPL-H / SMPL-X: 22 body joints, then hands/face that SMPL does not have
-        body_pose = np.concatenate([poses[:, :66].reshape(T, 22, 3), np.zeros((T, 2, 3))], 1)
-    if trans is None:
-        trans = np.zeros((T, 3))
-    if trans.shape != (T, 3):
-        raise ValueError(f"pose file {path}: 'trans' has shape {trans.shape}; expected ({T}, 3) like 'poses'")
-    betas = betas[:body.num_betas]
-    for name, value in (("poses", body_pose), ("betas", betas), ("trans", trans)):
-        if not np.isfinite(value).all():
-            raise ValueError(f"pose file {path}: '{name}' holds NaN or inf values")
+    """Read an AMASS-style .npz (neural.amass.read_amass: `poses` (T, 72 | 156 | 165 | 3·J ≥ 66), optional `betas`,
+    `trans` (T, 3)) in the body frame: turned from Z up to Y up unless z_up=False; betas cut to the body's count."""
+    read = read_amass(path)
+    pose, trans, betas = read.poses, read.trans, read.betas[:body.num_betas]
     if z_up:
-        body_pose, trans = _z_up_to_y_up(body_pose, trans, betas, body)
-    return Motion(poses=body_pose, betas=betas, transl=trans)
+        pose, trans = _z_up_to_y_up(pose, trans, betas, body)
+    return Motion(poses=pose, betas=betas, transl=trans)
 
 
 def _z_up_to_y_up(pose: np.ndarray, trans: np.ndarray, betas: np.ndarray, body: BodyModel):
     pose = pose.copy()
-    R_root = axis_angle_to_matrix(torch.as_tensor(pose[:, 0])).numpy()
-    pose[:, 0] = _matrix_to_axis_angle(Z_UP_TO_Y_UP @ R_root)
+    pose[:, 0] = matrix_to_axis_angle(Z_UP_TO_Y_UP @ axis_angle_to_matrix(pose[:, 0]))
     with torch.no_grad():
         j0 = body(betas=torch.as_tensor(betas[None], dtype=torch.float32)).joints[0, 0].double().numpy()
     return pose, (trans + j0) @ Z_UP_TO_Y_UP.T - j0

@@ -50,7 +50,8 @@ def test_build_install_in_a_fresh_blender_and_render(tmp_path):
     assert zip_path == tmp_path / "dist" / "humangan-0.1.0.zip"
     names = set(zipfile.ZipFile(zip_path).namelist())
     assert {"blender_manifest.toml", "__init__.py", "engine.py", "rig.py", "scene.py", "ui.py", "motion.py",
-            "_vendor/neural/renderer.py", "_vendor/neural/body.py", "_vendor/neural/assets/free_body.npz"} <= names
+            "_vendor/neural/renderer.py", "_vendor/neural/body.py", "_vendor/neural/assets/free_body.npz",
+            "_vendor/neural/amass.py", "_vendor/neural/rotations.py"} <= names
     assert not {"build.py", "__main__.py"} & names and not any("__pycache__" in n for n in names)
     manifest = tomllib.loads(zipfile.ZipFile(zip_path).read("blender_manifest.toml").decode())
     assert manifest["id"] == "humangan" and manifest["license"] == ["SPDX:GPL-3.0-or-later"]
