@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from neural.rotations import matrix_to_axis_angle
+
 FIT_SUFFIXES = (".npz", ".json", ".pkl")
 _NAME_KEYS = ("imgname", "image_names", "image_name", "names", "name")
 _POSE_KEYS = ("pose", "poses", "full_pose", "thetas", "pred_pose")
@@ -119,29 +121,6 @@ def read_fits(source: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, 
     else:
         raise FitError(f"{source}: neither a name → fit mapping nor batched arrays with one of {_NAME_KEYS}")
     return fits, problems
-
-
-def matrix_to_axis_angle(R: np.ndarray) -> np.ndarray:
-    """Rotation matrices (..., 3, 3) → axis-angle (..., 3), stable near 0 and π."""
-    R = np.asarray(R, np.float64)
-    flat = R.reshape(-1, 3, 3)
-    out = np.zeros((len(flat), 3))
-    for i, m in enumerate(flat):
-        skew = np.array([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]])  # 2 sin θ · axis
-        sin2 = np.linalg.norm(skew)
-        angle = math.atan2(sin2 / 2, (np.trace(m) - 1) / 2)  # atan2: accurate at every angle, unlike acos
-        if angle < 1e-6:
-            out[i] = 0.5 * skew
-        elif sin2 > 1e-4:
-            out[i] = skew / sin2 * angle
-        else:  # near π: sym(R) + I = 2 cos²(θ/2) I + 2 sin²(θ/2) a aᵀ; its dominant column is ∥ a
-            sym = (m + m.T) / 2 + np.eye(3)
-            k = int(np.argmax(np.diag(sym)))
-            axis = sym[:, k] / np.linalg.norm(sym[:, k])
-            if np.dot(axis, skew) < 0:
-                axis = -axis
-            out[i] = axis * angle
-    return out.reshape(*R.shape[:-2], 3)
 
 
 def _array(raw: dict[str, Any], key: str) -> np.ndarray:
