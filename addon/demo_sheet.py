@@ -2,8 +2,9 @@
 
 The frames are RGBA with straight alpha (the people over a transparent background); both pictures lay them over
 white, the background of the generator's training images (around the body the pose field's opacity adds alpha, and
-a trained generator paints that halo the white it learnt; over another colour it shows as a pale rim). The Body Part row colours each part as `python -m neural demo` does
-(neural.demo.part_palette). Pillow and numpy only, no bpy.
+a trained generator paints that halo the white it learnt; over another colour it shows as a pale rim). The Body
+Part row colours each part as `python -m neural demo` does (neural.demo.part_palette). Pillow and numpy only, no
+bpy.
 """
 
 from __future__ import annotations

@@ -318,19 +318,19 @@ class Backbone(nn.Module):
         # Without autograd (eval-mode gradients) or autocast (out= ops are not autocast) the activations live in
         # preallocated scratch: fresh (rows, C) tensors would cost page faults as well as bandwidth.
         reuse = not torch.is_grad_enabled() and not torch.is_autocast_enabled(w.device.type)
-        scratch = _scratch(b * min(tile, len(px)), self.config.feature_dim, w, "shared" in plan) if reuse else None
+        scratch = _scratch(b * min(tile, len(px)), self.config.feature_dim, w, "shared_map" in plan) if reuse else None
         for start in range(0, len(px), tile):
             pixels_tile = px[start:start + tile]
             rgb = self._tile(plan, style_map, pixels_tile, b, scratch)
             out[:, :, start:start + len(pixels_tile)] = rgb.transpose(1, 2)
         return out if pixels is not None else out.reshape(b, 3, height, width)
 
-    def fold(self, w: Tensor, style_map: Tensor | None = None) -> dict:
-        """The fast path's per-image constants for w (B, Ns), eval mode: SPADE affines of the w-styled blocks, folded
-        γ/β weights of the map-styled ones, convs with 1/σ applied, all as (in, out) matrices. With the style map
-        (B, Ns, h, w) also the map-styled SPADEs' shared-layer pre-activations at the map's own resolution: a 1×1
-        conv commutes with bilinear upsampling (whose weights sum to 1), so shared(up(s)) = up(shared(s)) costs a
-        matmul per style-map pixel instead of per output pixel."""
+    def fold(self, w: Tensor, style_map: Tensor) -> dict:
+        """The fast path's per-image constants for w (B, Ns) and the style map (B, Ns, h, w), eval mode: SPADE affines
+        of the w-styled blocks, folded γ/β weights of the map-styled ones, convs with 1/σ applied, all as (in, out)
+        matrices, and the map-styled SPADEs' shared-layer pre-activations at the map's own resolution: a 1×1 conv
+        commutes with bilinear upsampling (whose weights sum to 1), so shared(up(s)) = up(shared(s)) costs a matmul
+        per style-map pixel instead of per output pixel."""
         plan: dict = {"spades": [], "convs": [], "rgb": {}}
         shared_w, shared_b = [], []
         for i, block in enumerate(self.blocks):
@@ -350,11 +350,9 @@ class Backbone(nn.Module):
             plan["rgb"][int(key)] = (_matrix(rgb).t(), rgb.bias)
         if shared_w:
             ws, bs = torch.cat(shared_w, dim=1), torch.cat(shared_b, dim=1)
-            plan["shared"] = (ws, bs)
-            if style_map is not None:
-                rows = style_map.flatten(2).transpose(1, 2)  # (B, h·w, Ns)
-                plan["shared_map"] = (torch.baddbmm(bs[:, None], rows, ws.expand(len(rows), -1, -1)),
-                                      tuple(style_map.shape[-2:]))
+            rows = style_map.flatten(2).transpose(1, 2)  # (B, h·w, Ns)
+            plan["shared_map"] = (torch.baddbmm(bs[:, None], rows, ws.expand(len(rows), -1, -1)),
+                                  tuple(style_map.shape[-2:]))
         return plan
 
     def _tile(self, plan: dict, style_map: Tensor, px: Tensor, b: int, scratch: tuple | None) -> Tensor:
@@ -375,10 +373,6 @@ class Backbone(nn.Module):
             pre, (h, w) = plan["shared_map"]
             hidden = F.relu(sample_bilinear_rows(pre, h, w, px, self.config.height, self.config.width))
             hidden = hidden.reshape(b * n, -1)
-        elif "shared" in plan:
-            ws, bs = plan["shared"]
-            s = sample_bilinear(style_map, px, self.config.height, self.config.width)
-            hidden = F.relu(torch.matmul(s, ws) + bs[:, None, :]).reshape(b * n, -1)
         spades, convs = iter(plan["spades"]), iter(plan["convs"])
 
         def modulate(src: Tensor, out: Tensor | None) -> Tensor:  # lrelu(SPADE(src)); out may be src

@@ -168,7 +168,6 @@ class VertexBlocks:
             return points.new_zeros(0), torch.zeros(0, dtype=torch.int64, device=points.device)
         return torch.cat(d2s), torch.cat(ids)
 
-
     def _rows(self, blocks: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # index_select: a row gather several times faster than advanced indexing on CPU
         return tuple(c.index_select(0, blocks) for c in (self.x, self.y, self.z))
@@ -177,9 +176,10 @@ class VertexBlocks:
 class NearestVertices:
     """Nearest posed vertex for batches of points: built once per body batch, queried per chunk of points.
 
-    vertices (B, V, 3). fast=True: `VertexBlocks`; fast=False: chunked brute force (the reference). Both return identical results. rest (V, 3): the same mesh
-    in its rest pose (e.g. the template); its kd-tree leaves then partition every posed mesh of the batch, one
-    partition instead of B (posing bends a mesh, so its surface patches stay compact). Results never depend on it.
+    vertices (B, V, 3). fast=True: `VertexBlocks`; fast=False: chunked brute force (the reference). Both return
+    identical results. rest (V, 3): the same mesh in its rest pose (e.g. the template); its kd-tree leaves then
+    partition every posed mesh of the batch, one partition instead of B (posing bends a mesh, so its surface patches
+    stay compact). Results never depend on it.
     """
 
     def __init__(self, vertices: Tensor, *, fast: bool = True, rest: Tensor | None = None) -> None:

@@ -90,9 +90,12 @@ class UNetDiscriminator(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         if image.ndim != 4 or image.shape[1:] != (3, self.height, self.width):
             raise ValueError(f"discriminator expects (B, 3, {self.height}, {self.width}); got {tuple(image.shape)}")
-        skips = []
         # channels-last activations: the same convolutions, ~1.3× faster forward + backward on CPU (oneDNN)
-        x = image.contiguous(memory_format=torch.channels_last)
+        return self.layers(image.contiguous(memory_format=torch.channels_last))
+
+    def layers(self, x: Tensor) -> Tensor:
+        """The U-Net on x (B, 3, H, W) in whatever memory layout x has (convolutions keep it), without checks."""
+        skips = []
         for block in self.encoder:
             x = block(x)
             skips.append(x)

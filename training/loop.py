@@ -4,8 +4,9 @@ Each iteration is one discriminator step then one generator step on the same rea
 cameras condition G, with fresh z for each. Step types cycle with period 8: on "rotate" steps G renders from the
 batch's cameras turned about the body (yaw ~ N(0, 0.4), pitch ~ N(0, 0.1) rad) and must show the body's part map
 from there; otherwise from the photo's camera, against the rasterised part map or (p = ½) the real image's own map.
-Lazy R1 (optional) on the cycle's `r1_phases`; the silhouette loss on the pose field's opacity (optional, ours). Adam (0, 0.9) with the pose field at ×0.05, gradient clipping 1.0,
-EMA of G with warm-up, density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` processes.
+Lazy R1 (optional) on the cycle's `r1_phases`; the silhouette loss on the pose field's opacity (optional, ours).
+Adam (0, 0.9) with the pose field at `field_lr_scale` (paper ×0.05), gradient clipping 1.0, EMA of G with warm-up,
+density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` processes.
 
 One deliberate difference from the official code: the discriminator's real-image target is the photo's part map or
 (p = ½) its fit's part map rasterised from the *photo's* camera, never from the rotated camera that the official

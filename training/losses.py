@@ -6,10 +6,11 @@ discriminator see, at every pixel, the part that its conditioning body puts ther
 the pose (supp. §2: a binary loss loses pose conditioning, hence the `binary` ablation).
 
 Silhouette (ours, off in the paper presets): binary cross-entropy between the pose field's rendered opacity and
-the fraction of each style-map pixel that the conditioning body covers, written in the slab's optical depth. The paper learns the field's density only
-through the adversarial loss over 300k steps; a short CPU schedule never gets there (the field fills its whole slab,
-so the style map carries little of the pose and the renderer's alpha is wrong). Supervising the opacity with the
-body we already rasterise gives the field a body-shaped density within a few hundred steps.
+the fraction of each style-map pixel that the conditioning body covers, written in the slab's optical depth. The
+paper learns the field's density only through the adversarial loss over 300k steps; a short CPU schedule never gets
+there (the field fills its whole slab, so the style map carries little of the pose and the renderer's alpha is
+wrong). Supervising the opacity with the body we already rasterise gives the field a body-shaped density within a
+few hundred steps.
 
 R1: the official penalty differentiates Σ softmax(D(x)) — identically 1 per pixel, so its gradient is zero and the
 penalty is a no-op. Ours differentiates a real scalar: Σ log(1 − p_fake) over pixels (segmentation) or Σ logit
