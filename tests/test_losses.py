@@ -94,3 +94,18 @@ def test_silhouette_loss_is_bce_against_body_coverage():
     assert big.grad[0, 0, 0, 1] > 0.2 and abs(big.grad[0, 0, 0, 0]) < 1e-6
     with pytest.raises(ValueError, match="multiples"):
         losses.silhouette_loss(tau, torch.ones(1, 5, 4, dtype=torch.int64))
+
+
+def test_surface_depth_loss_is_mean_termination_error_in_samples():
+    opacity = torch.tensor([[[[0.5, 1.0], [0.8, 0.0]]]])
+    depth = torch.tensor([[[[1.5, 2.9], [2.4, 0.0]]]], requires_grad=True)  # Σ w·t: t̄ = 3.0, 2.9, 3.0, –
+    surface = torch.tensor([[[[3.1, 3.1], [3.0, 9.0]]]])
+    covered = torch.tensor([[[[True, True], [True, False]]]])  # the uncovered pixel's error never counts
+    loss = losses.surface_depth_loss(depth, opacity, surface, covered, spacing=0.05)
+    assert math.isclose(loss.item(), (0.1 + 0.2 + 0.0) / 0.05 / 3, rel_tol=1e-5)
+    loss.backward()  # a termination in front of the surface is pushed back (more depth), one behind it forward
+    assert depth.grad[0, 0, 0, 0] < 0 and depth.grad[0, 0, 1, 1] == 0
+    none = losses.surface_depth_loss(depth, opacity, surface, torch.zeros_like(covered), spacing=0.05)
+    assert none.item() == 0 and none.requires_grad
+    with pytest.raises(ValueError, match="one shape"):
+        losses.surface_depth_loss(depth, opacity, surface[..., :1], covered, spacing=0.05)

@@ -39,6 +39,7 @@ class TrainingConfig:
     r1_lambda: float = 0.0  # R1 on the real-class log-probability (losses.r1_penalty); lazy on `r1_phases`
     r1_phases: tuple[int, ...] = (3, 7)
     silhouette_lambda: float = 0.0  # G: BCE of the pose field's opacity against the body's coverage (ours)
+    depth_lambda: float = 0.0  # G: the pose field's expected ray termination to the body's surface (ours)
     rotate_cycle: tuple[bool, ...] = PAPER_ROTATE_CYCLE
     yaw_std: float = 0.4  # radians, rotated steps
     pitch_std: float = 0.1

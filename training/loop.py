@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from neural.body import BodyModel, free_body_path
 from neural.camera import Camera
@@ -39,7 +40,7 @@ from . import distributed, state
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
-from .losses import discriminator_loss, generator_loss, r1_penalty, silhouette_loss
+from .losses import discriminator_loss, generator_loss, r1_penalty, silhouette_loss, surface_depth_loss
 from .samples import SampleSet, write_grid
 
 
@@ -124,6 +125,16 @@ def update_ema(ema: Generator, G: torch.nn.Module, step: int, decay: float) -> N
 def labels(posed, camera: Camera) -> Tensor:
     """(B, H, W) int64 part labels of the posed bodies seen by the camera."""
     return part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+
+
+def surface_distance(posed, camera: Camera) -> tuple[Tensor, Tensor]:
+    """Distance (B, 1, h, w) along each pixel's unit ray (as PoseMap.depth measures it) to the body's first surface,
+    and (B, 1, h, w) bool where a ray hits the body; camera at the resolution wanted (the style map's)."""
+    fragments = rasterize(posed.vertices, posed.faces, camera)
+    _, directions = camera.rays()                                                   # (B, h·w, 3) world, unit
+    cos = (directions @ camera.world_to_camera[:, :3, :3].transpose(1, 2))[..., 2]  # camera z of a unit step
+    distance = fragments.depth / cos.reshape(fragments.depth.shape)
+    return distance[:, None], fragments.mask[:, None]
 
 
 def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | None = None, device: str = "auto",
@@ -232,6 +243,15 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         if config.silhouette_lambda > 0:
             silhouette = silhouette_loss(styles.pose.optical_depth, fake_fit_labels)
             g_loss = g_loss + config.silhouette_lambda * silhouette
+        surface = torch.zeros((), device=dev)
+        if config.depth_lambda > 0:
+            with torch.no_grad():
+                distance, hit = surface_distance(posed, fake_camera.resized(gc.render_width, gc.render_height))
+                full = F.adaptive_avg_pool2d((fake_fit_labels >= 2).float()[:, None],
+                                             (gc.render_height, gc.render_width)) == 1
+            spacing = (gc.ray_end - gc.ray_start) / gc.num_samples
+            surface = surface_depth_loss(styles.pose.depth, styles.pose.opacity, distance, full & hit, spacing)
+            g_loss = g_loss + config.depth_lambda * surface
         _update(G, g_opt, g_scaler, g_loss, config, world)
         update_ema(ema, G, step, config.ema_decay)
 
@@ -240,7 +260,8 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         meter.tick(done, {"D": d_loss, "G": g_loss})
         if done % config.log_every == 0 or done == config.steps:
             values = distributed.mean_over_processes(
-                {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item(), "silhouette": silhouette.item()}, world, dev)
+                {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item(), "silhouette": silhouette.item(),
+                 "surface_depth": surface.item()}, world, dev)
             if ctx.main:
                 memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
                     if dev.type == "cuda" else {}

@@ -12,6 +12,12 @@ there (the field fills its whole slab, so the style map carries little of the po
 wrong). Supervising the opacity with the body we already rasterise gives the field a body-shaped density within a
 few hundred steps.
 
+Surface depth (ours, off in the paper presets): where the body covers a whole style-map pixel, the pose field's
+expected ray termination t̄ = Σ w·t / Σ w is pulled to the distance of the body's first surface, in units of the
+sample spacing. The silhouette loss alone leaves the density spread through the body's volume (t̄ 6 cm behind the
+surface in the step-3,000 model), so each style-map pixel mixes field features along a depth range that shifts as
+the camera turns; features read at the surface are the same from every view.
+
 R1: the official penalty differentiates Σ softmax(D(x)) — identically 1 per pixel, so its gradient is zero and the
 penalty is a no-op. Ours differentiates a real scalar: Σ log(1 − p_fake) over pixels (segmentation) or Σ logit
 (binary), the log-probability that each pixel is real.
@@ -92,6 +98,21 @@ def silhouette_loss(optical_depth: Tensor, labels: Tensor) -> Tensor:
     coverage = F.adaptive_avg_pool2d((labels >= 2).float()[:, None], (h, w))
     tau = _wide(optical_depth).clamp_min(1e-6)
     return (-coverage * torch.log(-torch.expm1(-tau)) + (1 - coverage) * tau).mean()
+
+
+def surface_depth_loss(depth: Tensor, opacity: Tensor, surface: Tensor, covered: Tensor, spacing: float) -> Tensor:
+    """Mean |t̄ − t_surface| / spacing over covered pixels, t̄ = depth / opacity (the expected termination).
+
+    depth, opacity (B, 1, h, w) of the pose field (PoseMap.depth is Σ w·t); surface (B, 1, h, w) distance along the
+    same unit rays to the body's first surface; covered (B, 1, h, w) bool, pixels whose whole area the body covers;
+    spacing: the pose field's sample spacing (metres). Zero when no pixel is covered."""
+    if not depth.shape == opacity.shape == surface.shape == covered.shape:
+        raise ValueError(f"depth, opacity, surface and covered must have one shape (B, 1, h, w); got "
+                         f"{tuple(depth.shape)}, {tuple(opacity.shape)}, {tuple(surface.shape)}, {tuple(covered.shape)}")
+    if not covered.any():
+        return depth.sum() * 0
+    termination = _wide(depth)[covered] / _wide(opacity)[covered].clamp_min(1e-3)
+    return ((termination - surface[covered]).abs() / spacing).mean()
 
 
 def real_score(logits: Tensor, *, kind: LossKind) -> Tensor:
