@@ -131,16 +131,13 @@ class PoseMap:
     """The rendered pose field at the camera's resolution h × w: style_map (B, Ns, h, w) (white background ≈ 1 in
     every channel), rgb (B, 3, h, w) in [0, 1] plus background (the official ×2−1 comes later, for display only),
     opacity (B, 1, h, w) Σ w before any fill, depth (B, 1, h, w) Σ w·t, distance along the unit ray (not z),
-    optical_depth (B, 1, h, w) the slab's τ (volume_rendering.composite); weights and t (B, S, h, w): each ray's
-    sample weights (as used, after any fill) and distances, for losses on where the rays terminate."""
+    optical_depth (B, 1, h, w) the slab's τ (volume_rendering.composite)."""
 
     style_map: Tensor
     rgb: Tensor
     opacity: Tensor
     depth: Tensor
     optical_depth: Tensor
-    weights: Tensor
-    t: Tensor
 
 
 class PoseMappingNetwork(nn.Module):
@@ -218,7 +215,7 @@ class PoseMappingNetwork(nn.Module):
         evaluate = self._evaluator(psi, fast)
         nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
         rays_per_chunk = max(1, _chunk_floats(samples.t) // (S * 2 * cfg.hidden_dim))
-        features, opacity, depth, optical_depth, weights = [], [], [], [], []
+        features, opacity, depth, optical_depth = [], [], [], []
         for start in range(0, R, rays_per_chunk):
             rays = slice(start, start + rays_per_chunk)
             points, t = samples.points[:, rays], samples.t[:, rays]
@@ -230,7 +227,6 @@ class PoseMappingNetwork(nn.Module):
             opacity.append(rendered.opacity)
             depth.append(rendered.depth)
             optical_depth.append(rendered.optical_depth)
-            weights.append(rendered.weights)
         h, w = camera.height, camera.width
 
         def image(x: Tensor) -> Tensor:  # (B, R, C) row-major rays → (B, C, h, w)
@@ -239,8 +235,7 @@ class PoseMappingNetwork(nn.Module):
         features = image(torch.cat(features, dim=1))
         return PoseMap(style_map=features[:, 3:], rgb=features[:, :3], opacity=image(torch.cat(opacity, 1)[..., None]),
                        depth=image(torch.cat(depth, 1)[..., None]),
-                       optical_depth=image(torch.cat(optical_depth, 1)[..., None]),
-                       weights=image(torch.cat(weights, 1)), t=image(samples.t))
+                       optical_depth=image(torch.cat(optical_depth, 1)[..., None]))
 
     def _evaluator(self, psi: float, fast: bool) -> Callable[[Tensor, Tensor], Tensor]:
         """points (B, n, 3), geo (B, n, 31) → field output (B, n, 3 + Ns + 1): literal, or folded (fast)."""

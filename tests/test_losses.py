@@ -96,20 +96,16 @@ def test_silhouette_loss_is_bce_against_body_coverage():
         losses.silhouette_loss(tau, torch.ones(1, 5, 4, dtype=torch.int64))
 
 
-def test_surface_depth_loss_is_the_expected_termination_error_in_samples():
-    # rays of 3 samples at 3.0, 3.2, 3.4 m: ray 0 has weights 0.4, 0.4, 0.2 around a surface at 3.2 (its mean
-    # termination is exact, 3.16 m, yet E|t − t_s| = 0.12 m); ray 1 has weight 0.5 at its surface (no error however
-    # transparent); the uncovered third ray's error never counts
-    t = torch.tensor([3.0, 3.2, 3.4])[None, :, None, None].expand(1, 3, 1, 3).clone()
-    weights = torch.tensor([[0.4, 0.0, 0.3], [0.4, 0.5, 0.0], [0.2, 0.0, 0.1]])[None, :, None, :].clone()
-    weights.requires_grad_(True)
-    surface = torch.tensor([3.2, 3.2, 9.0]).reshape(1, 1, 1, 3)
-    covered = torch.tensor([True, True, False]).reshape(1, 1, 1, 3)
-    loss = losses.surface_depth_loss(weights, t, surface, covered, spacing=0.05)
-    assert math.isclose(loss.item(), (0.12 + 0.0) / 0.05 / 2, rel_tol=1e-5)
-    loss.backward()  # weight away from the surface is pushed down, weight at it up; the uncovered ray is untouched
-    assert weights.grad[0, 0, 0, 0] > 0 and weights.grad[0, 1, 0, 0] < 0 and (weights.grad[..., 2] == 0).all()
-    none = losses.surface_depth_loss(weights, t, surface, torch.zeros_like(covered), spacing=0.05)
+def test_surface_depth_loss_is_mean_termination_error_in_samples():
+    opacity = torch.tensor([[[[0.5, 1.0], [0.8, 0.0]]]])
+    depth = torch.tensor([[[[1.5, 2.9], [2.4, 0.0]]]], requires_grad=True)  # Σ w·t: t̄ = 3.0, 2.9, 3.0, –
+    surface = torch.tensor([[[[3.1, 3.1], [3.0, 9.0]]]])
+    covered = torch.tensor([[[[True, True], [True, False]]]])  # the uncovered pixel's error never counts
+    loss = losses.surface_depth_loss(depth, opacity, surface, covered, spacing=0.05)
+    assert math.isclose(loss.item(), (0.1 + 0.2 + 0.0) / 0.05 / 3, rel_tol=1e-5)
+    loss.backward()  # a termination in front of the surface is pushed back (more depth), one behind it forward
+    assert depth.grad[0, 0, 0, 0] < 0 and depth.grad[0, 0, 1, 1] == 0
+    none = losses.surface_depth_loss(depth, opacity, surface, torch.zeros_like(covered), spacing=0.05)
     assert none.item() == 0 and none.requires_grad
-    with pytest.raises(ValueError, match="expected"):
-        losses.surface_depth_loss(weights, t, surface[..., :2], covered, spacing=0.05)
+    with pytest.raises(ValueError, match="one shape"):
+        losses.surface_depth_loss(depth, opacity, surface[..., :1], covered, spacing=0.05)

@@ -250,7 +250,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
                 full = F.adaptive_avg_pool2d((fake_fit_labels >= 2).float()[:, None],
                                              (gc.render_height, gc.render_width)) == 1
             spacing = (gc.ray_end - gc.ray_start) / gc.num_samples
-            surface = surface_depth_loss(styles.pose.weights, styles.pose.t, distance, full & hit, spacing)
+            surface = surface_depth_loss(styles.pose.depth, styles.pose.opacity, distance, full & hit, spacing)
             g_loss = g_loss + config.depth_lambda * surface
         _update(G, g_opt, g_scaler, g_loss, config, world)
         update_ema(ema, G, step, config.ema_decay)

@@ -13,11 +13,10 @@ wrong). Supervising the opacity with the body we already rasterise gives the fie
 few hundred steps.
 
 Surface depth (ours, off in the paper presets): where the body covers a whole style-map pixel, the pose field's
-rays are pulled to terminate at the body's first surface: the expected |t − t_surface| under each ray's weights, in
-units of the sample spacing. The silhouette loss alone leaves the density spread through the body's volume (mean
-termination 6 cm behind the surface in the step-3,000 model), so each style-map pixel mixes field features along a
-depth range that shifts as the camera turns: its style map differed between views by 0.79 of its spread over the
-body, the field read at the surface itself by 0.29 (the ground truth's colours: 0.14).
+expected ray termination t̄ = Σ w·t / Σ w is pulled to the distance of the body's first surface, in units of the
+sample spacing. The silhouette loss alone leaves the density spread through the body's volume (t̄ 6 cm behind the
+surface in the step-3,000 model), so each style-map pixel mixes field features along a depth range that shifts as
+the camera turns; features read at the surface are the same from every view.
 
 R1: the official penalty differentiates Σ softmax(D(x)) — identically 1 per pixel, so its gradient is zero and the
 penalty is a no-op. Ours differentiates a real scalar: Σ log(1 − p_fake) over pixels (segmentation) or Σ logit
@@ -101,24 +100,19 @@ def silhouette_loss(optical_depth: Tensor, labels: Tensor) -> Tensor:
     return (-coverage * torch.log(-torch.expm1(-tau)) + (1 - coverage) * tau).mean()
 
 
-def surface_depth_loss(weights: Tensor, t: Tensor, surface: Tensor, covered: Tensor, spacing: float) -> Tensor:
-    """Mean over covered pixels of E|t − t_surface| / spacing, the expectation over where the ray terminates
-    (weights w_i / Σ w): zero only when all of a ray's weight sits at the body's surface. It bounds the error of the
-    mean termination, |E t − t_surface|, and unlike it also penalises weight spread through the body's depth.
+def surface_depth_loss(depth: Tensor, opacity: Tensor, surface: Tensor, covered: Tensor, spacing: float) -> Tensor:
+    """Mean |t̄ − t_surface| / spacing over covered pixels, t̄ = depth / opacity (the expected termination).
 
-    weights, t (B, S, h, w) the pose field's sample weights and distances (PoseMap.weights, .t); surface (B, 1, h, w)
-    distance along the same unit rays to the body's first surface; covered (B, 1, h, w) bool, pixels whose whole
-    area the body covers; spacing: the pose field's sample spacing (metres). Zero when no pixel is covered."""
-    if weights.shape != t.shape or surface.shape != covered.shape or surface.shape[1] != 1 \
-            or weights.shape[::2] != surface.shape[::2] or weights.shape[3] != surface.shape[3]:
-        raise ValueError(f"weights, t (B, S, h, w) and surface, covered (B, 1, h, w) expected; got "
-                         f"{tuple(weights.shape)}, {tuple(t.shape)}, {tuple(surface.shape)}, {tuple(covered.shape)}")
+    depth, opacity (B, 1, h, w) of the pose field (PoseMap.depth is Σ w·t); surface (B, 1, h, w) distance along the
+    same unit rays to the body's first surface; covered (B, 1, h, w) bool, pixels whose whole area the body covers;
+    spacing: the pose field's sample spacing (metres). Zero when no pixel is covered."""
+    if not depth.shape == opacity.shape == surface.shape == covered.shape:
+        raise ValueError(f"depth, opacity, surface and covered must have one shape (B, 1, h, w); got "
+                         f"{tuple(depth.shape)}, {tuple(opacity.shape)}, {tuple(surface.shape)}, {tuple(covered.shape)}")
     if not covered.any():
-        return weights.sum() * 0
-    rays = covered[:, 0]                       # select first: the surface is +inf where the body is missed
-    w = _wide(weights).permute(0, 2, 3, 1)[rays]                                         # (N, S)
-    miss = (w * (t.permute(0, 2, 3, 1)[rays] - surface[:, 0][rays, None]).abs()).sum(1) / w.sum(1).clamp_min(1e-3)
-    return (miss / spacing).mean()
+        return depth.sum() * 0
+    termination = _wide(depth)[covered] / _wide(opacity)[covered].clamp_min(1e-3)
+    return ((termination - surface[covered]).abs() / spacing).mean()
 
 
 def real_score(logits: Tensor, *, kind: LossKind) -> Tensor:
