@@ -90,11 +90,13 @@ PRESETS: dict[str, TrainingConfig] = {
     "paper-256": TrainingConfig(generator=generator_config.PRESETS["paper-256"], r1_lambda=0.25),
     "paper-512": TrainingConfig(generator=generator_config.PRESETS["paper-512"], g_lr=5e-5, d_lr=2e-4,
                                 lr_drop_step=None),
-    # Sized for a 2-core CPU: ~15 images/s on one thread. A schedule this short needs the pose field to learn
-    # faster than the paper's ×0.05 and the silhouette loss (losses.py), or its density never takes the body's shape.
+    # Sized for a 2-core CPU: ~10 images/s on one thread. A schedule this short needs the pose field to learn
+    # faster than the paper's ×0.05 and the silhouette loss (losses.py), or its density never takes the body's shape,
+    # and the surface-depth loss, or its style map mixes features through the body's depth and changes with the view.
     "cpu-small": TrainingConfig(
         generator=generator_config.PRESETS["cpu-small"], **_NARROW_D, batch=8, g_lr=2e-4, d_lr=8e-4,
-        lr_drop_step=None, density_noise_steps=300, field_lr_scale=0.5, silhouette_lambda=1.0, steps=10000,
+        lr_drop_step=None, density_noise_steps=300, field_lr_scale=0.5, silhouette_lambda=1.0, depth_lambda=1.0,
+        steps=8000,
         log_every=20, sample_every=200, checkpoint_every=200, keep_every=1000, workers=0,
     ),
     "tiny": TrainingConfig(
