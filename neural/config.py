@@ -79,7 +79,7 @@ PRESETS: dict[str, GeneratorConfig] = {
         latent_dim=420, hidden_dim=420, feature_dim=420,
         pose_mode="isolated", feature_order="legacy",
     ),
-    # Trainable on a 2-core CPU in about an hour and a half and renders at interactive rates there: ~10 images/s
+    # Trainable on a 2-core CPU in under two hours and renders at interactive rates there: ~10 images/s
     # for a training step (1 thread), ~4.5k steps of batch 8 an hour; 128×64 / width 64 ran at ~1/s. The style map
     # is ½ of the image, not the paper's ¼: at 64×32 a ¼ map (16×8) cannot carry the parts (the ground truth
     # through a 16×8 map: pose mIoU 0.24, view error 12.6; through 32×16: 0.41, 6.5; evaluate --bottleneck).

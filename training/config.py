@@ -96,7 +96,7 @@ PRESETS: dict[str, TrainingConfig] = {
     "cpu-small": TrainingConfig(
         generator=generator_config.PRESETS["cpu-small"], **_NARROW_D, batch=8, g_lr=2e-4, d_lr=8e-4,
         lr_drop_step=None, density_noise_steps=300, field_lr_scale=0.5, silhouette_lambda=1.0, depth_lambda=1.0,
-        steps=8000,
+        steps=9000,
         log_every=20, sample_every=200, checkpoint_every=200, keep_every=1000, workers=0,
     ),
     "tiny": TrainingConfig(
