@@ -94,6 +94,16 @@ def test_bottleneck_keeps_what_a_coarser_map_can_hold():
         proto.bottleneck_render(render(flat), 0)
 
 
+def test_bottleneck_without_ground_truth_names_the_collection(collection, evaluated, capsys):
+    root, _ = collection
+    assert cli(["evaluate", "--data", str(root / "data"), "--out", str(root / "never"), "--parser",
+                str(evaluated / "parser.safetensors"), "--bottleneck", "2", "--no-ground-truth", "--device",
+                "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "--bottleneck" in err and str(root / "data") in err and "appearance.npz" in err
+    assert not (root / "never").exists()
+
+
 @pytest.fixture(scope="module")
 def evaluated(collection, tmp_path_factory):
     """One command line run: train the parser, then evaluate a tiny random generator and the ground truth."""

@@ -14,17 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
+from neural.body import BodyModel
+from neural.camera import Camera
 from neural.checkpoint import load as load_generator
+from neural.generator import Generator
 from tiny_body import write_box_body
 from training import state
 from training.config import preset
-from neural.camera import Camera
-from neural.body import BodyModel
-from neural.generator import Generator
-from torch.nn import functional as F
 from training.data import PhotoDataset
 from training.loop import labels, surface_distance, train
-from training.losses import surface_depth_loss
+from training.losses import body_coverage, surface_depth_loss
 from training.synth import synth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,8 +176,7 @@ def test_surface_depth_loss_moves_the_field_to_the_surface(collection):
     posed = body(betas=batch["betas"], pose=batch["pose"], transl=batch["transl"])
     camera = Camera(K=batch["K"], world_to_camera=batch["world_to_camera"], width=gc.width, height=gc.height)
     distance, hit = surface_distance(posed, camera.resized(gc.render_width, gc.render_height))
-    covered = hit & (F.adaptive_avg_pool2d((labels(posed, camera) >= 2).float()[:, None],
-                                           (gc.render_height, gc.render_width)) == 1)
+    covered = hit & (body_coverage(labels(posed, camera), (gc.render_height, gc.render_width)) == 1)
     G = Generator(gc).train()
     optimizer = torch.optim.Adam(G.pose_mapping.parameters(), lr=1e-2, betas=(0.0, 0.9))
     spacing = (gc.ray_end - gc.ray_start) / gc.num_samples

@@ -74,6 +74,9 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
     dataset = PhotoDataset(data, height=height, width=width)
     parser, parser_meta = (None, None) if parser_path is None else load_parser(parser_path, device=dev)
     has_truth = ground_truth and (Path(data) / "appearance.npz").is_file()
+    if bottlenecks and not has_truth:
+        raise ValueError(f"--bottleneck measures the ground-truth renders, which need a synthetic collection with "
+                         f"appearance.npz ({data} lacks it, or --no-ground-truth was given)")
     if not generators and not has_truth:
         raise ValueError(f"nothing to measure: pass --model CHECKPOINT (ground-truth renders need a synthetic "
                          f"collection with appearance.npz, which {data} lacks)")
@@ -83,19 +86,21 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
               "parser": None if parser is None else {"file": str(parser_path),
                                                      "holdout_miou": parser_meta["holdout_miou"],
                                                      "holdout_items": len(parser_meta["holdout"])}}
-    if bottlenecks and not has_truth:
-        raise ValueError(f"--bottleneck measures the ground-truth renders, which need a synthetic collection with "
-                         f"appearance.npz ({data} lacks it, or --no-ground-truth was given)")
     rows = []
     inception = InceptionFeatures(device=dev, batch=batch) if generators or bottlenecks else None
+
+    def measure_all(render, real_features):
+        """FID, KID, pose accuracy and consistency of one renderer; also the real images' features, for reuse."""
+        metrics, real_features = measure_fid_and_pose(render, dataset, body, protocol, inception=inception,
+                                                      parser=parser, real_features=real_features, batch=batch,
+                                                      log=log)
+        return {**metrics, **measure_consistency(render, dataset, body, protocol, log=log)}, real_features
+
     real = None
     for path, generator, meta in generators:
         started = time.perf_counter()
         log(f"evaluate {path} (step {meta.step})")
-        render = generator_render(generator, psi=protocol.psi, seed=protocol.seed)
-        metrics, real = measure_fid_and_pose(render, dataset, body, protocol, inception=inception, parser=parser,
-                                             real_features=real, batch=batch, log=log)
-        metrics.update(measure_consistency(render, dataset, body, protocol, log=log))
+        metrics, real = measure_all(generator_render(generator, psi=protocol.psi, seed=protocol.seed), real)
         metrics["seconds"] = round(time.perf_counter() - started, 1)
         rows.append({"name": Path(path).stem, "kind": "model", "path": str(path), "step": meta.step,
                      "metrics": metrics})
@@ -106,10 +111,7 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
                      "step": None, "metrics": measure_consistency(render, dataset, body, protocol, log=log)})
         for factor in bottlenecks:
             log(f"evaluate the ground truth through a {height // factor}×{width // factor} map")
-            blurred = bottleneck_render(render, factor)
-            metrics, real = measure_fid_and_pose(blurred, dataset, body, protocol, inception=inception,
-                                                 parser=parser, real_features=real, batch=batch, log=log)
-            metrics.update(measure_consistency(blurred, dataset, body, protocol, log=log))
+            metrics, real = measure_all(bottleneck_render(render, factor), real)
             rows.append({"name": f"ground truth through a {height // factor}×{width // factor} map",
                          "kind": "bottleneck", "path": str(data), "step": None, "factor": factor,
                          "metrics": metrics})

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from neural.body import BodyModel, free_body_path
 from neural.camera import Camera
@@ -40,7 +39,8 @@ from . import distributed, state
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
-from .losses import discriminator_loss, generator_loss, r1_penalty, silhouette_loss, surface_depth_loss
+from .losses import (body_coverage, discriminator_loss, generator_loss, r1_penalty, silhouette_loss,
+                     surface_depth_loss)
 from .samples import SampleSet, write_grid
 
 
@@ -247,8 +247,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         if config.depth_lambda > 0:
             with torch.no_grad():
                 distance, hit = surface_distance(posed, fake_camera.resized(gc.render_width, gc.render_height))
-                full = F.adaptive_avg_pool2d((fake_fit_labels >= 2).float()[:, None],
-                                             (gc.render_height, gc.render_width)) == 1
+                full = body_coverage(fake_fit_labels, (gc.render_height, gc.render_width)) == 1
             spacing = (gc.ray_end - gc.ray_start) / gc.num_samples
             surface = surface_depth_loss(styles.pose.depth, styles.pose.opacity, distance, full & hit, spacing)
             g_loss = g_loss + config.depth_lambda * surface

@@ -88,6 +88,12 @@ def generator_loss(fake_logits: Tensor, target: Tensor, *, kind: LossKind) -> Te
     raise ValueError(f"loss kind must be 'segmentation' or 'binary', got {kind!r}")
 
 
+def body_coverage(labels: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, 1, h, w) fraction of each style-map pixel that the body covers, from part labels (B, H, W) at full
+    resolution (1 = background); size (h, w)."""
+    return F.adaptive_avg_pool2d((labels >= 2).float()[:, None], size)
+
+
 def silhouette_loss(optical_depth: Tensor, labels: Tensor) -> Tensor:
     """Mean BCE(O, coverage) with O = 1 − exp(−τ) written in τ, finite and with a gradient however opaque:
     −c·log(1 − e^−τ) + (1 − c)·τ. optical_depth τ (B, 1, h, w) of the pose field's slab (PoseMap.optical_depth);
@@ -97,7 +103,7 @@ def silhouette_loss(optical_depth: Tensor, labels: Tensor) -> Tensor:
     if labels.ndim != 3 or labels.shape[0] != b or labels.shape[1] % h or labels.shape[2] % w:
         raise ValueError(f"labels (B, H, W) with H, W multiples of the style map's {h}×{w} expected; got "
                          f"{tuple(labels.shape)}")
-    coverage = F.adaptive_avg_pool2d((labels >= 2).float()[:, None], (h, w))
+    coverage = body_coverage(labels, (h, w))
     tau = _wide(optical_depth).clamp_min(1e-6)
     return (-coverage * torch.log(-torch.expm1(-tau)) + (1 - coverage) * tau).mean()
 
