@@ -36,6 +36,9 @@ class GeneratorConfig:
     normalization: Literal["batch", "instance"] = "batch"  # ablation: spatially-adaptive instance norm
     backbone: Literal["pixelwise", "upsampling"] = "pixelwise"  # ablation: 3×3 convs from ¼ resolution upwards
     conditioning: Literal["styles", "feed_forward"] = "styles"  # ablation: pose field at full res as backbone input
+    # volume: the paper's Σ w·f along each ray; surface (ours): f read once, at the body's surface where the ray
+    # meets it, so a style-map pixel holds one surface point's features, the same from every view (pose_mapping.py)
+    readout: Literal["volume", "surface"] = "volume"
 
     def __post_init__(self) -> None:
         if self.height != 2 * self.width:
@@ -85,7 +88,7 @@ PRESETS: dict[str, GeneratorConfig] = {
     # through a 16×8 map: pose mIoU 0.24, view error 12.6; through 32×16: 0.41, 6.5; evaluate --bottleneck).
     "cpu-small": GeneratorConfig(
         height=64, width=32, render_height=32, render_width=16,
-        latent_dim=32, hidden_dim=32, feature_dim=32, num_samples=16, spade_hidden=16,
+        latent_dim=32, hidden_dim=32, feature_dim=32, num_samples=16, spade_hidden=16, readout="surface",
     ),
     # For tests: every module present, every dimension small.
     "tiny": GeneratorConfig(

@@ -10,6 +10,11 @@ official README §7.4 steps 1–6).
    distance to it (nearest vertex: nearest.py).
 4. `PoseField` (pose_field.py): a FiLM-SIREN whose frequencies and phases come from `PoseMLP` fed zeros.
 5. `composite` (volume_rendering.py) → `PoseMap`: style map, rgb, opacity and depth at render resolution.
+   readout "surface" (ours, cpu-small) keeps the volume's opacity and depth but reads the features once, at the
+   body's first surface along each ray (rasterised at the pixel centre): F = f(x_surface). Rays that miss the body
+   (the silhouette's soft halo) read at their expected termination t̄ = Σ w·t / Σ w, over white: O·f(o + t̄·d) + 1 − O.
+   The volume sum mixes features over the depth range the density spreads along the ray, a range that changes with
+   the view; one point on the surface does not (view consistency in neural/assets/DEFAULT_MODEL.md).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from neural.body import NUM_JOINTS, PosedBody
 from neural.camera import Camera
 from neural.config import GeneratorConfig
 from neural.nearest import NearestVertices
+from neural.raster import interpolate, rasterize
 from neural.pose_field import OFFICIAL_PREFIXES, PoseField, PoseMLP
 from neural.volume_rendering import composite, sample_rays
 
@@ -44,7 +50,8 @@ class PoseCondition:
 
     vertices (B, V, 3) posed by LBS of the shaped T-pose (no pose blend shapes, as the official loader);
     joints (B, 24, 3); transforms (B, 24, 4, 4) rest (shaped T-pose, body frame) → generator frame, the official
-    `fk_matrices` = cano·A; weights (V, 24) skinning; template (V, 3) the raw mean template `v_template`.
+    `fk_matrices` = cano·A; weights (V, 24) skinning; template (V, 3) the raw mean template `v_template`;
+    faces (F, 3) int64, needed only by the surface readout (the official inputs have none).
     """
 
     vertices: Tensor
@@ -52,6 +59,7 @@ class PoseCondition:
     transforms: Tensor
     weights: Tensor
     template: Tensor
+    faces: Tensor | None = None
 
     def __post_init__(self) -> None:
         B, V = self.vertices.shape[:2] if self.vertices.dim() == 3 else (-1, -1)
@@ -89,7 +97,7 @@ def condition(posed: PosedBody) -> tuple[PoseCondition, Tensor]:
     vertices = (blended[..., :3] @ posed.shaped[..., None])[..., 0] + blended[..., 3]
     joints = posed.joints @ cano[:, :3, :3].transpose(1, 2) + cano[:, None, :3, 3]
     body = PoseCondition(vertices=vertices, joints=joints, transforms=transforms, weights=posed.weights,
-                         template=posed.template)
+                         template=posed.template, faces=posed.faces)
     return body, cano
 
 
@@ -202,6 +210,11 @@ class PoseMappingNetwork(nn.Module):
         """
         if camera.batch_size != body.batch_size:
             raise ValueError(f"camera batch {camera.batch_size} != body batch {body.batch_size}")
+        if self.config.readout == "surface":
+            if last_back:
+                raise ValueError("last_back (the official fill) belongs to the volume readout, not 'surface'")
+            if body.faces is None:
+                raise ValueError("the surface readout rasterises the body: PoseCondition.faces is required")
         with torch.autocast(camera.K.device.type, enabled=False):
             return self._render(body, camera, psi=psi, jitter=jitter, generator=generator, last_back=last_back,
                                 noise_std=noise_std, fast=fast)
@@ -215,6 +228,11 @@ class PoseMappingNetwork(nn.Module):
         evaluate = self._evaluator(psi, fast)
         nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
         rays_per_chunk = max(1, _chunk_floats(samples.t) // (S * 2 * cfg.hidden_dim))
+        if cfg.readout == "surface":
+            with torch.no_grad():  # the body is given: no gradient flows into it anyway
+                fragments = rasterize(body.vertices, body.faces, camera)
+                surface = interpolate(fragments, body.faces, body.vertices).reshape(B, R, 3)
+                hit = fragments.mask.reshape(B, R, 1)
         features, opacity, depth, optical_depth = [], [], [], []
         for start in range(0, R, rays_per_chunk):
             rays = slice(start, start + rays_per_chunk)
@@ -223,7 +241,15 @@ class PoseMappingNetwork(nn.Module):
             out = out.reshape(*t.shape, -1)
             rendered = composite(out[..., :-1], out[..., -1], t, last_back=last_back, noise_std=noise_std,
                                  generator=generator)
-            features.append(rendered.features)
+            if cfg.readout == "surface":
+                O = rendered.opacity[..., None]
+                t_end = rendered.depth[..., None] / O.clamp_min(1e-6)  # t̄: bounded by the slab, O·t̄ = Σ w·t exactly
+                end = samples.origins[:, rays] + samples.directions[:, rays] * t_end
+                end = torch.where(hit[:, rays], surface[:, rays], end)
+                f = self._field(end, body, evaluate, nearest)[..., :-1]
+                features.append(torch.where(hit[:, rays], f, O * f + (1 - O)))  # a ray that meets the body is opaque
+            else:
+                features.append(rendered.features)
             opacity.append(rendered.opacity)
             depth.append(rendered.depth)
             optical_depth.append(rendered.optical_depth)

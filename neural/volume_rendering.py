@@ -24,11 +24,12 @@ class RaySamples:
     """Samples along the camera's rays, R = height·width rays in row-major pixel order, S samples each.
 
     points (B, R, S, 3) in the camera's world frame (the generator frame), t (B, R, S) distances along the unit
-    rays from the camera centre, directions (B, R, 3) unit.
+    rays from the camera centre, origins (B, R, 3), directions (B, R, 3) unit.
     """
 
     points: Tensor
     t: Tensor
+    origins: Tensor
     directions: Tensor
 
 
@@ -70,7 +71,7 @@ def sample_rays(camera: Camera, *, num_samples: int, ray_start: float, ray_end: 
         u = torch.full((B, R, num_samples), 0.5, dtype=dtype, device=device)
     t = t[:, None, :] + (u - 0.5) * step[:, None, :]
     points = origins[:, :, None, :] + directions[:, :, None, :] * t[..., None]
-    return RaySamples(points=points, t=t, directions=directions)
+    return RaySamples(points=points, t=t, origins=origins, directions=directions)
 
 
 def composite(features: Tensor, sigma: Tensor, t: Tensor, *, last_back: bool = False, noise_std: float = 0.0,

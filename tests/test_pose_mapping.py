@@ -1,6 +1,7 @@
 """3D pose mapping network (spec §1.2–1.5; official README §7.4): geo features and the rendered pose map against
 the official fixture, the generator frame, inverse LBS, fast == naive, ranges and determinism."""
 
+import dataclasses
 import types
 
 import numpy as np
@@ -9,9 +10,11 @@ import torch
 
 import official_fixture
 import pose_fixture
+from tiny_body import box_body_arrays
 from neural.body import PARENTS, BodyModel
 from neural.camera import Camera
 from neural.config import PRESETS
+from neural.raster import interpolate, rasterize
 from neural.pose_mapping import PoseCondition, PoseMappingNetwork, canonical_frame, condition, geo_features
 
 RX_PI = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
@@ -214,6 +217,37 @@ def test_gradients_reach_points_and_errors():
         geo_features(points, body, "official")
     with pytest.raises(ValueError, match="camera batch 1 != body batch 2"):
         net(body, _front_camera(1))
+
+
+def test_surface_readout_reads_the_field_on_the_body():
+    net, _ = _tiny_setup(seed=3)
+    body, _ = condition(BodyModel(arrays=box_body_arrays())(pose=_pose(2, seed=3, root=False)))  # a closed surface
+    surface = PoseMappingNetwork(PRESETS["tiny"].replace(readout="surface"))
+    surface.load_state_dict(net.state_dict())
+    cam = _front_camera(2, width=8, height=16)
+    with torch.no_grad():
+        volume, out = net(body, cam, psi=0.7), surface(body, cam, psi=0.7)
+        naive = surface(body, cam, psi=0.7, fast=False)
+        # oracle: rays that meet the body read the field at the rasterised hit; the others at t̄ = depth / opacity
+        # over white by their opacity
+        fragments = rasterize(body.vertices, body.faces, cam)
+        hit = fragments.mask.reshape(2, -1, 1)
+        origins, directions = cam.rays()
+        O, depth = volume.opacity.flatten(2).transpose(1, 2), volume.depth.flatten(2).transpose(1, 2)  # (B, R, 1)
+        ends = torch.where(hit, interpolate(fragments, body.faces, body.vertices).reshape(2, -1, 3),
+                           origins + directions * depth / O.clamp_min(1e-6))
+        f = surface.features_at(ends, body, psi=0.7)[..., :-1]
+        expected = torch.where(hit, f, O * f + (1 - O))
+    assert hit.any() and (~hit).any() and ((O > 0.05) & ~hit).any()
+    for name in ("opacity", "depth", "optical_depth"):
+        torch.testing.assert_close(getattr(out, name), getattr(volume, name))
+    got = torch.cat([out.rgb, out.style_map], dim=1).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(naive.style_map, out.style_map, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="last_back .* volume readout, not 'surface'"):
+        surface(body, cam, last_back=True)
+    with pytest.raises(ValueError, match="PoseCondition.faces is required"):
+        surface(dataclasses.replace(body, faces=None), cam)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
