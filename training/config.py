@@ -5,7 +5,7 @@ dropping to 5e-5 / 2e-4 at step 140k for 256, 5e-5 / 2e-4 throughout for 512, ba
 the 8-step phase cycle with camera rotation on 4 of 8 steps, density noise annealed over 5k steps). `cpu-small`
 trains on this project's 2-core CPU in under two hours (with a faster pose field and the silhouette loss), `tiny` is
 for tests. Ablations of the paper's Table 2 are written `<preset>+<ablation>`: `feed-forward`, `upsampling`,
-`instance-norm` change the generator, `binary-loss` the adversarial loss.
+`instance-norm` and our `surface-readout` change the generator, `binary-loss` the adversarial loss.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {"binary-loss": {"loss": "binary"}}  # pl
 
 def preset(name: str) -> TrainingConfig:
     """`paper-256`, `paper-512`, `cpu-small`, `tiny`, or `<preset>+<ablation>` with ablation one of
-    `feed-forward`, `upsampling`, `instance-norm` (generator) or `binary-loss` (training)."""
+    `feed-forward`, `upsampling`, `instance-norm`, `surface-readout` (generator) or `binary-loss` (training)."""
     base, _, ablation = name.partition("+")
     if base not in PRESETS:
         raise ValueError(f"unknown training preset {base!r}; valid presets: {sorted(PRESETS)}")
