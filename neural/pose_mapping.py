@@ -10,11 +10,11 @@ official README §7.4 steps 1–6).
    distance to it (nearest vertex: nearest.py).
 4. `PoseField` (pose_field.py): a FiLM-SIREN whose frequencies and phases come from `PoseMLP` fed zeros.
 5. `composite` (volume_rendering.py) → `PoseMap`: style map, rgb, opacity and depth at render resolution.
-   readout "surface" (ours, cpu-small) keeps the volume's opacity and depth but reads the features once, at the
-   body's first surface along each ray (rasterised at the pixel centre): F = f(x_surface). Rays that miss the body
-   (the silhouette's soft halo) read at their expected termination t̄ = Σ w·t / Σ w, over white: O·f(o + t̄·d) + 1 − O.
-   The volume sum mixes features over the depth range the density spreads along the ray, a range that changes with
-   the view; one point on the surface does not (view consistency in neural/assets/DEFAULT_MODEL.md).
+   readout "surface" (ours, the `surface-readout` ablation) keeps the volume's opacity and depth but reads the
+   features once, at the body's first surface along each ray (rasterised at the pixel centre): F = f(x_surface).
+   Rays that miss the body (the silhouette's soft halo) read at their expected termination t̄ = Σ w·t / Σ w, over
+   white: O·f(o + t̄·d) + 1 − O. The volume sum mixes features over the depth range the density spreads along the
+   ray, a range that changes with the view; one point on the surface does not (neural/assets/DEFAULT_MODEL.md).
 """
 
 from __future__ import annotations
