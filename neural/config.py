@@ -39,12 +39,16 @@ class GeneratorConfig:
     # volume: the paper's Σ w·f along each ray; surface (ours): f read once, at the body's surface where the ray
     # meets it, so a style-map pixel holds one surface point's features, the same from every view (pose_mapping.py)
     readout: Literal["volume", "surface"] = "volume"
+    readout_subsamples: int = 1  # surface readout: n×n subpixels per style-map pixel, averaged (anti-aliasing)
 
     def __post_init__(self) -> None:
         if self.height != 2 * self.width:
             raise ValueError(f"images are 2:1 (H = 2W); got {self.height}×{self.width}")
         if self.render_height != 2 * self.render_width:
             raise ValueError(f"style maps are 2:1; got {self.render_height}×{self.render_width}")
+        if self.readout_subsamples < 1 or (self.readout == "volume" and self.readout_subsamples != 1):
+            raise ValueError(f"readout_subsamples {self.readout_subsamples}: ≥ 1, and only the surface readout "
+                             f"subsamples (readout={self.readout!r} needs 1)")
         if any(not 0 <= b < self.backbone_blocks for b in self.pose_blocks):
             raise ValueError(f"pose_blocks {self.pose_blocks} outside 0..{self.backbone_blocks - 1}")
 

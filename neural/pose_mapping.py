@@ -13,7 +13,9 @@ official README §7.4 steps 1–6).
    readout "surface" (ours, the `surface-readout` ablation) keeps the volume's opacity and depth but reads the
    features once, at the body's first surface along each ray (rasterised at the pixel centre): F = f(x_surface).
    Rays that miss the body (the silhouette's soft halo) read at their expected termination t̄ = Σ w·t / Σ w, over
-   white: O·f(o + t̄·d) + 1 − O. The volume sum mixes features over the depth range the density spreads along the
+   white: O·f(o + t̄·d) + 1 − O. With `readout_subsamples` n > 1 this is done for n×n subpixels of each style-map
+   pixel (misses at the pixel's own t̄) and averaged: an area average, as the backbone's bilinear upsampling expects,
+   instead of one point whose choice jumps between views on high-contrast patterns. The volume sum mixes features over the depth range the density spreads along the
    ray, a range that changes with the view; one point on the surface does not (neural/assets/DEFAULT_MODEL.md).
 """
 
@@ -228,11 +230,14 @@ class PoseMappingNetwork(nn.Module):
         evaluate = self._evaluator(psi, fast)
         nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
         rays_per_chunk = max(1, _chunk_floats(samples.t) // (S * 2 * cfg.hidden_dim))
+        h, w, n = camera.height, camera.width, cfg.readout_subsamples
         if cfg.readout == "surface":
             with torch.no_grad():  # the body is given: no gradient flows into it anyway
-                fragments = rasterize(body.vertices, body.faces, camera)
-                surface = interpolate(fragments, body.faces, body.vertices).reshape(B, R, 3)
-                hit = fragments.mask.reshape(B, R, 1)
+                fragments = rasterize(body.vertices, body.faces, camera.resized(n * w, n * h))
+                # (B, n·h, n·w) subpixels → (B, R, n², ·): the n×n subpixels of each style-map pixel
+                surface = interpolate(fragments, body.faces, body.vertices).reshape(B, h, n, w, n, 3)
+                surface = surface.permute(0, 1, 3, 2, 4, 5).reshape(B, R, n * n, 3)
+                hit = fragments.mask.reshape(B, h, n, w, n).permute(0, 1, 3, 2, 4).reshape(B, R, n * n, 1)
         features, opacity, depth, optical_depth = [], [], [], []
         for start in range(0, R, rays_per_chunk):
             rays = slice(start, start + rays_per_chunk)
@@ -242,18 +247,20 @@ class PoseMappingNetwork(nn.Module):
             rendered = composite(out[..., :-1], out[..., -1], t, last_back=last_back, noise_std=noise_std,
                                  generator=generator)
             if cfg.readout == "surface":
-                O = rendered.opacity[..., None]
-                t_end = rendered.depth[..., None] / O.clamp_min(1e-6)  # t̄: bounded by the slab, O·t̄ = Σ w·t exactly
+                O = rendered.opacity[..., None, None]  # (B, r, 1, 1)
+                t_end = rendered.depth[..., None] / O[..., 0].clamp_min(1e-6)  # t̄: in the slab; O·t̄ = Σ w·t exactly
                 end = samples.origins[:, rays] + samples.directions[:, rays] * t_end
-                end = torch.where(hit[:, rays], surface[:, rays], end)
-                f = self._field(end, body, evaluate, nearest)[..., :-1]
-                features.append(torch.where(hit[:, rays], f, O * f + (1 - O)))  # a ray that meets the body is opaque
+                sub_hit = hit[:, rays]
+                ends = torch.where(sub_hit, surface[:, rays], end[:, :, None])  # (B, r, n², 3)
+                f = self._field(ends.reshape(B, -1, 3), body, evaluate, nearest)[..., :-1]
+                f = f.reshape(*ends.shape[:3], -1)
+                # a subpixel that meets the body is opaque; the pixel is the mean of its n² subpixels (area average)
+                features.append(torch.where(sub_hit, f, O * f + (1 - O)).mean(2))
             else:
                 features.append(rendered.features)
             opacity.append(rendered.opacity)
             depth.append(rendered.depth)
             optical_depth.append(rendered.optical_depth)
-        h, w = camera.height, camera.width
 
         def image(x: Tensor) -> Tensor:  # (B, R, C) row-major rays → (B, C, h, w)
             return x.reshape(B, h, w, -1).permute(0, 3, 1, 2)

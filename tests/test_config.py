@@ -38,3 +38,11 @@ def test_bad_names_and_keys_are_refused_by_name():
         GeneratorConfig.from_dict({**PRESETS["tiny"].to_dict(), "widht": 3})
     with pytest.raises(ValueError, match="2:1"):
         PRESETS["tiny"].replace(width=32)
+
+
+def test_readout_subsamples_belong_to_the_surface_readout():
+    assert preset("tiny+surface-readout").replace(readout_subsamples=2).readout_subsamples == 2
+    with pytest.raises(ValueError, match=r"readout_subsamples 2: .*\(readout='volume' needs 1\)"):
+        PRESETS["tiny"].replace(readout_subsamples=2)
+    with pytest.raises(ValueError, match="readout_subsamples 0"):
+        preset("tiny+surface-readout").replace(readout_subsamples=0)

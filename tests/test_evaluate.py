@@ -77,6 +77,19 @@ def test_consistency_of_ground_truth_is_small_and_offsets_add_their_size(collect
     assert shifted["temporal_flicker"] == pytest.approx(12.75, abs=0.5 + base["temporal_flicker"])
 
 
+def test_diversity_is_zero_for_one_person_and_measures_colour_offsets(collection):
+    root, body = collection
+    dataset = PhotoDataset(root / "data")
+    protocol = proto.Protocol(people=2)
+    truth = proto.ground_truth_render(dataset, proto.item_order(len(dataset), 0), body)
+    assert proto.measure_diversity(truth, dataset, body, protocol)["appearance_diversity"] > 10  # 8 appearances
+    one = lambda people, posed, camera: truth([0] * len(people), posed, camera)  # noqa: E731  ignores its latent
+    assert proto.measure_diversity(one, dataset, body, protocol)["appearance_diversity"] == pytest.approx(0, abs=1e-9)
+    # person j offset by 0.1·j (12.75 levels a step): 8 persons' pairs are 3 steps apart on average
+    shifted = proto.measure_diversity(_offset_render(one, 0.1), dataset, body, protocol)
+    assert shifted["appearance_diversity"] == pytest.approx(3 * 12.75, rel=1e-5)
+
+
 def test_bottleneck_keeps_what_a_coarser_map_can_hold():
     """Through a map at ½ resolution: a flat image stays as it was, a 1-pixel checkerboard becomes its mean (0), and
     an image of 2×2 blocks (one value per map pixel) keeps its mean; factor 1 is the image itself."""
@@ -131,6 +144,7 @@ def test_command_writes_results_with_the_protocol(evaluated):
     m = model["metrics"]
     assert m["fid"] > 0 and np.isfinite(m["kid"]) and 0 <= m["pose_miou"] <= 1
     assert all(np.isfinite(m[k]) for k in ("view_consistency", "pose_consistency", "temporal_flicker"))
+    assert m["appearance_diversity"] >= 0 and truth["metrics"]["appearance_diversity"] > 0
     text = (evaluated / "results.md").read_text()
     assert "3 generated vs 3 real images" in text and "truncation ψ = 1" in text and "| tiny | 7 |" in text
     assert "ground truth (synthetic renders)" in text and "| ground truth through a 16×8 map | – |" in text

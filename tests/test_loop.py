@@ -19,7 +19,7 @@ from neural.camera import Camera
 from neural.checkpoint import load as load_generator
 from neural.generator import Generator
 from tiny_body import write_box_body
-from training import state
+from training import loop, state
 from training.config import preset
 from training.data import PhotoDataset
 from training.loop import labels, surface_distance, train
@@ -197,3 +197,24 @@ def test_surface_depth_loss_is_logged_when_on(collection, tmp_path):
     assert all(r["surface_depth"] > 0 for r in _stats(tmp_path / "on"))
     train(config.replace(depth_lambda=0.0), data=collection, run=tmp_path / "off", progress=False)
     assert all(r["surface_depth"] == 0 for r in _stats(tmp_path / "off"))
+
+
+def test_mode_seeking_loss_is_logged_when_on(collection, tmp_path, monkeypatch):
+    """The loop's mode-seeking pair is the G step's image and the D step's fake (no gradient, the other z)."""
+    seen = []
+    original = loop.mode_seeking_loss
+
+    def spy(image, other, z, z_other):
+        seen.append((image.detach().clone(), other.clone(), z.clone(), z_other.clone()))
+        return original(image, other, z, z_other)
+
+    monkeypatch.setattr(loop, "mode_seeking_loss", spy)
+    config = preset("tiny").replace(steps=4, checkpoint_every=4, sample_every=4, log_every=2,
+                                    mode_seeking_lambda=0.1)
+    train(config, data=collection, run=tmp_path / "on", progress=False)
+    assert len(seen) == 4 and all(r["mode_seeking"] > 0 for r in _stats(tmp_path / "on"))
+    for image, other, z, z_other in seen:
+        assert not other.requires_grad and not torch.equal(z, z_other)
+        assert image.shape == other.shape and image.shape[0] == z.shape[0]
+    train(config.replace(mode_seeking_lambda=0.0), data=collection, run=tmp_path / "off", progress=False)
+    assert len(seen) == 4 and all(r["mode_seeking"] == 0 for r in _stats(tmp_path / "off"))

@@ -2,6 +2,7 @@
 the official fixture, the generator frame, inverse LBS, fast == naive, ranges and determinism."""
 
 import dataclasses
+import itertools
 import types
 
 import numpy as np
@@ -219,26 +220,34 @@ def test_gradients_reach_points_and_errors():
         net(body, _front_camera(1))
 
 
-def test_surface_readout_reads_the_field_on_the_body():
+@pytest.mark.parametrize("n", [1, 2])
+def test_surface_readout_reads_the_field_on_the_body(n):
     net, _ = _tiny_setup(seed=3)
     body, _ = condition(BodyModel(arrays=box_body_arrays())(pose=_pose(2, seed=3, root=False)))  # a closed surface
-    surface = PoseMappingNetwork(PRESETS["tiny"].replace(readout="surface"))
+    surface = PoseMappingNetwork(PRESETS["tiny"].replace(readout="surface", readout_subsamples=n))
     surface.load_state_dict(net.state_dict())
     cam = _front_camera(2, width=8, height=16)
     with torch.no_grad():
         volume, out = net(body, cam, psi=0.7), surface(body, cam, psi=0.7)
         naive = surface(body, cam, psi=0.7, fast=False)
-        # oracle: rays that meet the body read the field at the rasterised hit; the others at t̄ = depth / opacity
-        # over white by their opacity
-        fragments = rasterize(body.vertices, body.faces, cam)
-        hit = fragments.mask.reshape(2, -1, 1)
-        origins, directions = cam.rays()
+        # oracle: each of a pixel's n×n subpixels that meets the body reads the field at its rasterised hit; the
+        # others at the pixel ray's t̄ = depth / opacity, over white by its opacity; the pixel is their mean
         O, depth = volume.opacity.flatten(2).transpose(1, 2), volume.depth.flatten(2).transpose(1, 2)  # (B, R, 1)
-        ends = torch.where(hit, interpolate(fragments, body.faces, body.vertices).reshape(2, -1, 3),
-                           origins + directions * depth / O.clamp_min(1e-6))
-        f = surface.features_at(ends, body, psi=0.7)[..., :-1]
-        expected = torch.where(hit, f, O * f + (1 - O))
-    assert hit.any() and (~hit).any() and ((O > 0.05) & ~hit).any()
+        origins, directions = cam.rays()
+        end = origins + directions * depth / O.clamp_min(1e-6)
+        fine = cam.resized(n * 8, n * 16)
+        fragments = rasterize(body.vertices, body.faces, fine)
+        hits = interpolate(fragments, body.faces, body.vertices)  # (B, 16n, 8n, 3)
+        expected = torch.zeros(2, 16 * 8, 3 + 16)
+        for y, x in itertools.product(range(16 * n), range(8 * n)):
+            pixel = (y // n) * 8 + x // n
+            hit = fragments.mask[:, y, x, None]
+            point = torch.where(hit, hits[:, y, x], end[:, pixel])
+            f = surface.features_at(point[:, None], body, psi=0.7)[:, 0, :-1]
+            expected[:, pixel] += torch.where(hit, f, O[:, pixel] * f + (1 - O[:, pixel])) / n**2
+    cover = fragments.mask.reshape(2, 16, n, 8, n).float().mean((2, 4))
+    assert cover.any() and (cover < 1).any() and ((O > 0.05) & (depth > 0)).any()
+    assert n == 1 or ((cover > 0) & (cover < 1)).any()  # pixels the silhouette cuts: hits and misses are mixed
     for name in ("opacity", "depth", "optical_depth"):
         torch.testing.assert_close(getattr(out, name), getattr(volume, name))
     got = torch.cat([out.rgb, out.style_map], dim=1).flatten(2).transpose(1, 2)

@@ -40,6 +40,7 @@ class TrainingConfig:
     r1_phases: tuple[int, ...] = (3, 7)
     silhouette_lambda: float = 0.0  # G: BCE of the pose field's opacity against the body's coverage (ours)
     depth_lambda: float = 0.0  # G: the pose field's expected ray termination to the body's surface (ours)
+    mode_seeking_lambda: float = 0.0  # G: two latents, same body and camera, must differ (MSGAN; losses.py)
     rotate_cycle: tuple[bool, ...] = PAPER_ROTATE_CYCLE
     yaw_std: float = 0.4  # radians, rotated steps
     pitch_std: float = 0.1

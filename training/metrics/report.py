@@ -4,7 +4,8 @@
 results.json: {"format": "humangan-eval/1", "protocol": {...}, "rows": [{"name", "kind": "model" |
 "ground_truth" | "bottleneck", "path", "step", "metrics": {...}}]} (bottleneck rows: the ground truth through a
 lower-resolution map, evaluate --bottleneck, also with "factor"). Metric keys: fid, kid, pose_miou, pose_pixel_accuracy,
-view_consistency, view_consistency_by_yaw {yaw: value}, pose_consistency, temporal_flicker, covisible_pixels.
+view_consistency, view_consistency_by_yaw {yaw: value}, pose_consistency, temporal_flicker, covisible_pixels,
+appearance_diversity.
 """
 
 from __future__ import annotations
@@ -54,10 +55,13 @@ def markdown(results: dict[str, Any]) -> str:
               f"flicker: {p['frames']} consecutive frames of a built-in motion, phase step {p['frame_step']:.4g}. "
               f"Mean |Δ colour| in 8-bit levels (0–255, RGB mean) over co-visible body pixels: rasterised surface "
               f"correspondences, both directions, depth-tested ({p['depth_tolerance'] * 100:g} cm + 2 pixel "
-              f"footprints), one-pixel margin inside the silhouettes.", ""]
+              f"footprints), one-pixel margin inside the silhouettes.",
+              f"- Diversity: persons {_range(p['seed'], p.get('diversity_seeds', 8))} on each of those people's "
+              f"bodies and cameras; mean |Δ colour| (8-bit levels) between every two persons at the same body pixel. "
+              f"A model that ignores its latent scores 0.", ""]
     lines += ["## Results", "",
-              "| model | step | FID ↓ | KID×10³ ↓ | pose mIoU ↑ | view ↓ | pose ↓ | flicker ↓ |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| model | step | FID ↓ | KID×10³ ↓ | pose mIoU ↑ | view ↓ | pose ↓ | flicker ↓ | diversity ↑ |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in results["rows"]:
         m = row["metrics"]
         step = "–" if row.get("step") is None else str(row["step"])
@@ -66,7 +70,7 @@ def markdown(results: dict[str, Any]) -> str:
             miou = parser["holdout_miou"]
         lines.append(f"| {row['name']} | {step} | {_num(m.get('fid'))} | {_num(m.get('kid'), 1e3, 3)} | "
                      f"{_num(miou, 1, 3)} | {_num(m.get('view_consistency'))} | {_num(m.get('pose_consistency'))} |"
-                     f" {_num(m.get('temporal_flicker'))} |")
+                     f" {_num(m.get('temporal_flicker'))} | {_num(m.get('appearance_diversity'))} |")
     if any(r["kind"] == "ground_truth" for r in results["rows"]):
         lines += ["", "The ground-truth row is the synthetic collection's own renderer (colour fixed to the body "
                       "surface) on the same bodies and cameras; its pose mIoU is the parser's held-out ceiling. Its "
