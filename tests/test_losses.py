@@ -111,7 +111,7 @@ def test_surface_depth_loss_is_mean_termination_error_in_samples():
         losses.surface_depth_loss(depth, opacity, surface[..., :1], covered, spacing=0.05)
 
 
-def test_mode_seeking_loss_is_inverse_distance_ratio_and_pushes_images_apart():
+def test_mode_seeking_loss_is_inverse_distance_ratio_over_cells_and_pushes_images_apart():
     image = torch.zeros(2, 3, 2, 2, requires_grad=True)
     other = torch.stack([torch.full((3, 2, 2), 0.5), torch.full((3, 2, 2), -0.1)])
     z, z_other = torch.zeros(2, 4), torch.tensor([[1.0, -1.0, 1.0, -1.0], [2.0, 2.0, 2.0, 2.0]])  # d_z = 1, 2
@@ -119,5 +119,11 @@ def test_mode_seeking_loss_is_inverse_distance_ratio_and_pushes_images_apart():
     assert math.isclose(loss.item(), (1 / (0.5 / 1) + 1 / (0.1 / 2)) / 2, rel_tol=1e-6)  # mean of 1 / (d_I / d_z)
     loss.backward()  # descending moves each image away from its pair: image 0 towards −, image 1 towards +
     assert (image.grad[0] > 0).all() and (image.grad[1] < 0).all()
+    # only whole cells (H/8 × W/4) count: a pixel checkerboard of ±0.5, zero in every 2×2 cell of a 16×8 image,
+    # is no difference at all, a uniform shift of 0.5 is
+    checker = ((torch.arange(16)[:, None] + torch.arange(8)) % 2 - 0.5).expand(2, 3, 16, 8)
+    flat = torch.zeros(2, 3, 16, 8)
+    assert losses.mode_seeking_loss(flat, checker, z, z_other).item() == pytest.approx(1e5)
+    assert losses.mode_seeking_loss(flat, flat + 0.5, z, z_other, eps=0.0).item() == pytest.approx((2 + 4) / 2)
     with pytest.raises(ValueError, match="one batch"):
         losses.mode_seeking_loss(image, other[:1], z, z_other)

@@ -22,9 +22,9 @@ the spread too (E|t − t_surface| instead of |t̄ − t_surface|) trained no be
 
 Mode seeking (ours, after MSGAN, Mao et al. 2019; off in the paper presets): the generator is pushed to make two
 latents give different images of the same body from the same camera, 1 / (d_I / d_z + ε) with mean absolute
-distances. A style map read on the body's surface is a rich enough condition that the backbone can ignore w (the
-conditional GAN's mode collapse): the surface-readout model at 9,000 steps drew near-identical outfits for seeds 1 and
-2. The step's second image is the discriminator step's fake (same style map, the other z, no gradient), so the
+distances, d_I between the images area-averaged to 8×4 cells. A style map read on the body's surface is a rich
+enough condition that the backbone can ignore w (the conditional GAN's mode collapse): the surface-readout model at
+9,000 steps drew near-identical outfits for seeds 1 and 2. The step's second image is the discriminator step's fake (same style map, the other z, no gradient), so the
 term costs no extra rendering; its gradient pushes the generated image away from it.
 
 R1: the official penalty differentiates Σ softmax(D(x)) — identically 1 per pixel, so its gradient is zero and the
@@ -130,13 +130,19 @@ def surface_depth_loss(depth: Tensor, opacity: Tensor, surface: Tensor, covered:
     return ((termination - surface[covered]).abs() / spacing).mean()
 
 
+MODE_SEEKING_GRID = (8, 4)  # cells of H/8 × W/4: about one body part each
+
+
 def mode_seeking_loss(image: Tensor, other: Tensor, z: Tensor, z_other: Tensor, eps: float = 1e-5) -> Tensor:
-    """Mean over the batch of 1 / (d_I / d_z + ε), d_I = mean |image − other| per image, d_z = mean |z − z_other|
-    per latent. image, other (B, 3, H, W) of the same bodies and cameras; z, z_other (B, latent_dim) their latents."""
+    """Mean over the batch of 1 / (d_I / d_z + ε), d_I = mean |image − other| over the images area-averaged to an
+    8×4 grid of cells, d_z = mean |z − z_other| per latent. image, other (B, 3, H, W) of the same bodies and cameras;
+    z, z_other (B, latent_dim) their latents. The cells make it ask for other colours of whole parts: per pixel, the
+    surface-readout model met it with other fine detail and specks while the two demo seeds kept one outfit."""
     if image.shape != other.shape or z.shape != z_other.shape or image.shape[0] != z.shape[0]:
         raise ValueError(f"image/other (B, 3, H, W) and z/z_other (B, D) of one batch expected; got "
                          f"{tuple(image.shape)}, {tuple(other.shape)}, {tuple(z.shape)}, {tuple(z_other.shape)}")
-    d_image = (_wide(image) - _wide(other)).abs().flatten(1).mean(1)
+    cells = F.adaptive_avg_pool2d(_wide(image) - _wide(other), MODE_SEEKING_GRID)
+    d_image = cells.abs().flatten(1).mean(1)
     d_z = (z - z_other).abs().mean(1)
     return (1 / (d_image / d_z + eps)).mean()
 
