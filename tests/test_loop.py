@@ -218,3 +218,5 @@ def test_mode_seeking_loss_is_logged_when_on(collection, tmp_path, monkeypatch):
         assert image.shape == other.shape and image.shape[0] == z.shape[0]
     train(config.replace(mode_seeking_lambda=0.0), data=collection, run=tmp_path / "off", progress=False)
     assert len(seen) == 4 and all(r["mode_seeking"] == 0 for r in _stats(tmp_path / "off"))
+    train(config.replace(mode_seeking_start=2), data=collection, run=tmp_path / "late", progress=False)
+    assert len(seen) == 6 and [r["mode_seeking"] > 0 for r in _stats(tmp_path / "late")] == [False, True]

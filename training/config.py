@@ -41,6 +41,7 @@ class TrainingConfig:
     silhouette_lambda: float = 0.0  # G: BCE of the pose field's opacity against the body's coverage (ours)
     depth_lambda: float = 0.0  # G: the pose field's expected ray termination to the body's surface (ours)
     mode_seeking_lambda: float = 0.0  # G: two latents, same body and camera, must differ (MSGAN; losses.py)
+    mode_seeking_start: int = 0  # the step from which the mode-seeking loss is on
     rotate_cycle: tuple[bool, ...] = PAPER_ROTATE_CYCLE
     yaw_std: float = 0.4  # radians, rotated steps
     pitch_std: float = 0.1

@@ -241,7 +241,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
             image = G.synthesize(styles)
             g_loss = generator_loss(D(image), g_target, kind=config.loss)
         seeking = torch.zeros((), device=dev)
-        if config.mode_seeking_lambda > 0:
+        if config.mode_seeking_lambda > 0 and step >= config.mode_seeking_start:
             seeking = mode_seeking_loss(image, fake, z_g, z_d)  # fake: the D step's image of the same styles, z_d
             g_loss = g_loss + config.mode_seeking_lambda * seeking
         silhouette = torch.zeros((), device=dev)
