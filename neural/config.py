@@ -86,13 +86,14 @@ PRESETS: dict[str, GeneratorConfig] = {
         latent_dim=420, hidden_dim=420, feature_dim=420,
         pose_mode="isolated", feature_order="legacy",
     ),
-    # Trainable on a 2-core CPU in under two hours and renders at interactive rates there: ~10 images/s
+    # Trainable on a 2-core CPU in about two hours and renders at interactive rates there: ~10 images/s
     # for a training step (1 thread), ~4.5k steps of batch 8 an hour; 128×64 / width 64 ran at ~1/s. The style map
     # is ½ of the image, not the paper's ¼: at 64×32 a ¼ map (16×8) cannot carry the parts (the ground truth
-    # through a 16×8 map: pose mIoU 0.24, view error 12.6; through 32×16: 0.41, 6.5; evaluate --bottleneck).
+    # through a 16×8 map: pose mIoU 0.24, view error 12.6; through 32×16: 0.41, 6.5; evaluate --bottleneck). It is
+    # read at the body's surface: view error 9.4 instead of 11.7 at 9,000 steps (neural/assets/DEFAULT_MODEL.md).
     "cpu-small": GeneratorConfig(
         height=64, width=32, render_height=32, render_width=16,
-        latent_dim=32, hidden_dim=32, feature_dim=32, num_samples=16, spade_hidden=16,
+        latent_dim=32, hidden_dim=32, feature_dim=32, num_samples=16, spade_hidden=16, readout="surface",
     ),
     # For tests: every module present, every dimension small.
     "tiny": GeneratorConfig(
@@ -104,8 +105,9 @@ PRESETS: dict[str, GeneratorConfig] = {
 # Table 2 of the paper (and one of ours): each ablation changes one thing of the model.
 ABLATIONS: dict[str, dict[str, Any]] = {
     "feed-forward": {"conditioning": "feed_forward"},
-    # ours, not the paper's: the style map read at the body's surface (neural/assets/DEFAULT_MODEL.md measures it)
+    # ours, not the paper's: the style map read at the body's surface (cpu-small's readout; DEFAULT_MODEL.md)
     "surface-readout": {"readout": "surface"},
+    "volume-readout": {"readout": "volume", "readout_subsamples": 1},  # the paper's readout, e.g. for cpu-small
     "upsampling": {"backbone": "upsampling"},
     "instance-norm": {"normalization": "instance"},
 }

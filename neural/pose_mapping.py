@@ -10,7 +10,7 @@ official README §7.4 steps 1–6).
    distance to it (nearest vertex: nearest.py).
 4. `PoseField` (pose_field.py): a FiLM-SIREN whose frequencies and phases come from `PoseMLP` fed zeros.
 5. `composite` (volume_rendering.py) → `PoseMap`: style map, rgb, opacity and depth at render resolution.
-   readout "surface" (ours, the `surface-readout` ablation) keeps the volume's opacity and depth but reads the
+   readout "surface" (ours; cpu-small, the `surface-readout` ablation elsewhere) keeps the volume's opacity and depth but reads the
    features once, at the body's first surface along each ray (rasterised at the pixel centre): F = f(x_surface).
    Rays that miss the body (the silhouette's soft halo) read at their expected termination t̄ = Σ w·t / Σ w, over
    white: O·f(o + t̄·d) + 1 − O. With `readout_subsamples` n > 1 this is done for n×n subpixels of each style-map

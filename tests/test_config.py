@@ -22,11 +22,15 @@ def test_paper_presets_hold_the_paper_numbers():
     assert p256.pose_mode == "mixed" and p256.backbone_blocks == 9 and p256.pose_blocks == (0, 1, 2)
 
 
-def test_ablations_change_one_field():
+def test_ablations_change_only_their_fields():
     for ablation, change in ABLATIONS.items():
-        config = preset(f"paper-256+{ablation}")
-        differs = {k for k, v in config.to_dict().items() if v != PRESETS["paper-256"].to_dict()[k]}
-        assert differs == set(change)
+        changed = set()
+        for base in ("paper-256", "cpu-small"):
+            before, after = PRESETS[base].to_dict(), preset(f"{base}+{ablation}").to_dict()
+            differs = {k for k in after if after[k] != before[k]}
+            assert differs == {k for k, v in change.items() if before[k] != v}
+            changed |= differs
+        assert changed, f"{ablation} changes neither paper-256 nor cpu-small"
 
 
 def test_bad_names_and_keys_are_refused_by_name():

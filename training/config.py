@@ -5,7 +5,7 @@ dropping to 5e-5 / 2e-4 at step 140k for 256, 5e-5 / 2e-4 throughout for 512, ba
 the 8-step phase cycle with camera rotation on 4 of 8 steps, density noise annealed over 5k steps). `cpu-small`
 trains on this project's 2-core CPU in under two hours (with a faster pose field and the silhouette loss), `tiny` is
 for tests. Ablations of the paper's Table 2 are written `<preset>+<ablation>`: `feed-forward`, `upsampling`,
-`instance-norm` and our `surface-readout` change the generator, `binary-loss` the adversarial loss.
+`instance-norm` and our `surface-readout` / `volume-readout` change the generator, `binary-loss` the adversarial loss.
 """
 
 from __future__ import annotations
@@ -94,11 +94,12 @@ PRESETS: dict[str, TrainingConfig] = {
                                 lr_drop_step=None),
     # Sized for a 2-core CPU: ~10 images/s on one thread. A schedule this short needs the pose field to learn
     # faster than the paper's ×0.05 and the silhouette loss (losses.py), or its density never takes the body's shape,
-    # and the surface-depth loss, or its style map mixes features through the body's depth and changes with the view.
+    # and the surface-depth loss. With the surface readout the backbone can ignore w (most seeds wore one outfit), so
+    # the mode-seeking loss joins once the field has formed. This is the shipped default model's recipe.
     "cpu-small": TrainingConfig(
         generator=generator_config.PRESETS["cpu-small"], **_NARROW_D, batch=8, g_lr=2e-4, d_lr=8e-4,
         lr_drop_step=None, density_noise_steps=300, field_lr_scale=0.5, silhouette_lambda=1.0, depth_lambda=1.0,
-        steps=9000,
+        mode_seeking_lambda=0.15, mode_seeking_start=9000, steps=12000,
         log_every=20, sample_every=200, checkpoint_every=200, keep_every=1000, workers=0,
     ),
     "tiny": TrainingConfig(
@@ -113,7 +114,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {"binary-loss": {"loss": "binary"}}  # pl
 
 def preset(name: str) -> TrainingConfig:
     """`paper-256`, `paper-512`, `cpu-small`, `tiny`, or `<preset>+<ablation>` with ablation one of
-    `feed-forward`, `upsampling`, `instance-norm`, `surface-readout` (generator) or `binary-loss` (training)."""
+    `feed-forward`, `upsampling`, `instance-norm`, `surface-readout`, `volume-readout` (generator) or
+    `binary-loss` (training)."""
     base, _, ablation = name.partition("+")
     if base not in PRESETS:
         raise ValueError(f"unknown training preset {base!r}; valid presets: {sorted(PRESETS)}")
