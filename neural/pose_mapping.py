@@ -10,13 +10,14 @@ official README §7.4 steps 1–6).
    distance to it (nearest vertex: nearest.py).
 4. `PoseField` (pose_field.py): a FiLM-SIREN whose frequencies and phases come from `PoseMLP` fed zeros.
 5. `composite` (volume_rendering.py) → `PoseMap`: style map, rgb, opacity and depth at render resolution.
-   readout "surface" (ours; cpu-small, the `surface-readout` ablation elsewhere) keeps the volume's opacity and depth but reads the
-   features once, at the body's first surface along each ray (rasterised at the pixel centre): F = f(x_surface).
-   Rays that miss the body (the silhouette's soft halo) read at their expected termination t̄ = Σ w·t / Σ w, over
-   white: O·f(o + t̄·d) + 1 − O. With `readout_subsamples` n > 1 this is done for n×n subpixels of each style-map
-   pixel (misses at the pixel's own t̄) and averaged: an area average, as the backbone's bilinear upsampling expects,
-   instead of one point whose choice jumps between views on high-contrast patterns. The volume sum mixes features over the depth range the density spreads along the
-   ray, a range that changes with the view; one point on the surface does not (neural/assets/DEFAULT_MODEL.md).
+   readout "surface" (ours; cpu-small, the `surface-readout` ablation elsewhere) keeps the volume's opacity and
+   depth but reads the features once, at the body's first surface along each ray (rasterised at the pixel centre):
+   F = f(x_surface). Rays that miss the body (the silhouette's soft halo) read at their expected termination
+   t̄ = Σ w·t / Σ w, over white: O·f(o + t̄·d) + 1 − O. With `readout_subsamples` n > 1 this is done for n×n
+   subpixels of each style-map pixel (misses at the pixel's own t̄) and averaged: an area average, as the backbone's
+   bilinear upsampling expects, instead of one point whose choice jumps between views on high-contrast patterns.
+   The volume sum mixes features over the depth range the density spreads along the ray, a range that changes with
+   the view; one point on the surface does not (neural/assets/DEFAULT_MODEL.md).
 """
 
 from __future__ import annotations

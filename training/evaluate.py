@@ -89,13 +89,18 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
     rows = []
     inception = InceptionFeatures(device=dev, batch=batch) if generators or bottlenecks else None
 
+    def measure_appearance(render):
+        """Consistency and diversity: what is measured of the ground truth too."""
+        return {**measure_consistency(render, dataset, body, protocol, log=log),
+                **measure_diversity(render, dataset, body, protocol)}
+
     def measure_all(render, real_features):
-        """FID, KID, pose accuracy and consistency of one renderer; also the real images' features, for reuse."""
+        """FID, KID, pose accuracy, consistency and diversity of one renderer; also the real images' features, for
+        reuse."""
         metrics, real_features = measure_fid_and_pose(render, dataset, body, protocol, inception=inception,
                                                       parser=parser, real_features=real_features, batch=batch,
                                                       log=log)
-        return {**metrics, **measure_consistency(render, dataset, body, protocol, log=log),
-                **measure_diversity(render, dataset, body, protocol)}, real_features
+        return {**metrics, **measure_appearance(render)}, real_features
 
     real = None
     for path, generator, meta in generators:
@@ -109,8 +114,7 @@ def evaluate(*, data: Path, out: Path, models: list[Path], protocol: Protocol, p
         log("evaluate the ground-truth renders of the synthetic collection")
         render = ground_truth_render(dataset, item_order(len(dataset), protocol.seed), body)
         rows.append({"name": "ground truth (synthetic renders)", "kind": "ground_truth", "path": str(data),
-                     "step": None, "metrics": {**measure_consistency(render, dataset, body, protocol, log=log),
-                                           **measure_diversity(render, dataset, body, protocol)}})
+                     "step": None, "metrics": measure_appearance(render)})
         for factor in bottlenecks:
             log(f"evaluate the ground truth through a {height // factor}×{width // factor} map")
             metrics, real = measure_all(bottleneck_render(render, factor), real)

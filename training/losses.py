@@ -24,8 +24,9 @@ Mode seeking (ours, after MSGAN, Mao et al. 2019; off in the paper presets): the
 latents give different images of the same body from the same camera, 1 / (d_I / d_z + ε) with mean absolute
 distances, d_I between the images area-averaged to 8×4 cells. A style map read on the body's surface is a rich
 enough condition that the backbone can ignore w (the conditional GAN's mode collapse): the surface-readout model at
-9,000 steps drew near-identical outfits for seeds 1 and 2. The step's second image is the discriminator step's fake (same style map, the other z, no gradient), so the
-term costs no extra rendering; its gradient pushes the generated image away from it.
+9,000 steps drew near-identical outfits for seeds 1 and 2. The step's second image is the discriminator step's fake
+(same style map, the other z, no gradient), so the term costs no extra rendering; its gradient pushes the generated
+image away from it.
 
 R1: the official penalty differentiates Σ softmax(D(x)) — identically 1 per pixel, so its gradient is zero and the
 penalty is a no-op. Ours differentiates a real scalar: Σ log(1 − p_fake) over pixels (segmentation) or Σ logit

@@ -92,6 +92,11 @@ def _pose(body: BodyModel, betas: Tensor, pose: Tensor, transl: Tensor) -> Posed
     return body(betas=betas.to(device), pose=pose.to(device), transl=transl.to(device))
 
 
+def _pose_repeated(body: BodyModel, item: dict[str, Tensor], n: int) -> PosedBody:
+    """A batch of n copies of one dataset item's posed body (its betas, pose and translation)."""
+    return _pose(body, item["betas"].expand(n, -1), item["pose"].expand(n, -1, -1), item["transl"].expand(n, -1))
+
+
 # --- the things being measured ---------------------------------------------------------------------------------
 def generator_render(generator: torch.nn.Module, *, psi: float, seed: int) -> Render:
     """A generator as a Render: person k is seed `seed + k` (z drawn on the CPU, as neural.Renderer does)."""
@@ -243,7 +248,7 @@ def measure_consistency(render: Render, dataset: PhotoDataset, body: BodyModel, 
         camera = _camera(a, dataset.width, dataset.height, device)
         # views: the same body from cameras turned about the body's up axis through the pelvis
         n = len(protocol.yaws)
-        posed = _pose(body, a["betas"].expand(n, -1), a["pose"].expand(n, -1, -1), a["transl"].expand(n, -1))
+        posed = _pose_repeated(body, a, n)
         w2c = rotate_about_body(camera.world_to_camera.expand(n, 4, 4), posed.root_rotation, posed.joints[:, 0],
                                 torch.deg2rad(yaws), torch.zeros_like(yaws))
         views = _repeat_camera(camera, n, w2c)
@@ -287,7 +292,7 @@ def measure_diversity(render: Render, dataset: PhotoDataset, body: BodyModel, pr
     total, count = 0.0, 0
     for k in range(protocol.people):
         a = _items(dataset, [order[k % len(order)]])
-        posed = _pose(body, a["betas"].expand(n, -1), a["pose"].expand(n, -1, -1), a["transl"].expand(n, -1))
+        posed = _pose_repeated(body, a, n)
         cameras = _repeat_camera(_camera(a, dataset.width, dataset.height, device), n)
         images = render(list(range(n)), posed, cameras)
         mask = rasterize(posed.vertices[:1], posed.faces, _take_camera(cameras, 0)).mask[0]

@@ -55,10 +55,12 @@ def markdown(results: dict[str, Any]) -> str:
               f"flicker: {p['frames']} consecutive frames of a built-in motion, phase step {p['frame_step']:.4g}. "
               f"Mean |Δ colour| in 8-bit levels (0–255, RGB mean) over co-visible body pixels: rasterised surface "
               f"correspondences, both directions, depth-tested ({p['depth_tolerance'] * 100:g} cm + 2 pixel "
-              f"footprints), one-pixel margin inside the silhouettes.",
-              f"- Diversity: persons {_range(p['seed'], p.get('diversity_seeds', 8))} on each of those people's "
-              f"bodies and cameras; mean |Δ colour| (8-bit levels) between every two persons at the same body pixel. "
-              f"A model that ignores its latent scores 0.", ""]
+              f"footprints), one-pixel margin inside the silhouettes."]
+    if "diversity_seeds" in p:  # results written before the diversity metric have neither it nor its protocol
+        lines.append(f"- Diversity: persons {_range(p['seed'], p['diversity_seeds'])} on each of those people's "
+                     f"bodies and cameras; mean |Δ colour| (8-bit levels) between every two persons at the same body "
+                     f"pixel. A model that ignores its latent scores 0.")
+    lines.append("")
     lines += ["## Results", "",
               "| model | step | FID ↓ | KID×10³ ↓ | pose mIoU ↑ | view ↓ | pose ↓ | flicker ↓ | diversity ↑ |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
