@@ -88,6 +88,8 @@ def test_diversity_is_zero_for_one_person_and_measures_colour_offsets(collection
     # person j offset by 0.1·j (12.75 levels a step): 8 persons' pairs are 3 steps apart on average
     shifted = proto.measure_diversity(_offset_render(one, 0.1), dataset, body, protocol)
     assert shifted["appearance_diversity"] == pytest.approx(3 * 12.75, rel=1e-5)
+    with pytest.raises(ValueError, match="diversity_seeds=1"):
+        proto.Protocol(diversity_seeds=1)  # one person has no pair to compare
 
 
 def test_bottleneck_keeps_what_a_coarser_map_can_hold():
