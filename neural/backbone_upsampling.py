@@ -50,7 +50,10 @@ class UpsamplingBackbone(nn.Module):
                 rgb.weight.mul_(0.25)
 
     def forward(self, style_map: Tensor, w: Tensor, *, pixels: Tensor | None = None, fast: bool = True,
-                tile_pixels: int | None = None, folded: None = None) -> Tensor:
+                tile_pixels: int | None = None, folded: None = None, scale: int = 1) -> Tensor:
+        if scale != 1:
+            raise ValueError("the upsampling backbone (ablation) renders at the model's resolution only (scale 1): "
+                             "its 3×3 convs were trained on that pixel grid")
         if pixels is not None:
             raise ValueError("pixels= is not supported by the upsampling backbone (ablation): its 3×3 convs and "
                              "upsampling make pixels depend on their neighbours; render the whole image")
