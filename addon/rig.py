@@ -234,6 +234,23 @@ def set_pose(obj: bpy.types.Object, rig: RigInfo, pose: np.ndarray, transl: np.n
         obj.pose.bones[name].matrix_basis = Matrix(basis.tolist())
 
 
+def relaxed_pose() -> np.ndarray:
+    """A relaxed A-pose (24, 3): arms about 57° down from the T-pose, elbows a little bent. The default pose of a
+    new character: a T-pose's horizontal arms are the pose photos (and so the generator) show least."""
+    pose = np.zeros((24, 3))
+    pose[16, 2], pose[17, 2] = -1.0, 1.0    # shoulders (left, right) about the body's forward axis
+    pose[18, 1], pose[19, 1] = -0.15, 0.15  # elbows
+    return pose
+
+
+def key_pose(obj: bpy.types.Object, rig: RigInfo, pose: np.ndarray, frame: int) -> None:
+    """Pose the armature (zero root translation) and key every SMPL bone's rotation and the root's location."""
+    set_pose(obj, rig, pose, np.zeros(3))
+    for name in rig.bones:
+        obj.keyframe_insert(f'pose.bones["{name}"].rotation_quaternion', frame=frame, group=name)
+    obj.keyframe_insert(f'pose.bones["{rig.bones[0]}"].location', frame=frame, group=rig.bones[0])
+
+
 def create_human(context: bpy.types.Context, body: BodyModel, *, betas: np.ndarray | None = None,
                  name: str = "Human", body_file: str = "") -> bpy.types.Object:
     """An armature (our rig convention) with a skinned mesh of the body, feet on the ground at the 3D cursor.

@@ -115,6 +115,8 @@ class OBJECT_OT_humangan_human_add(bpy.types.Operator):
             bpy.ops.object.mode_set(mode="OBJECT")
         arm = rig.create_human(context, body, name="Human", body_file=self.body_file)
         arm.humangan.seed = self.seed
+        # the rest pose stays SMPL's T-pose; the character starts keyed in a relaxed A-pose
+        rig.key_pose(arm, rig.read_rig(arm), rig.relaxed_pose(), context.scene.frame_current)
         for other in context.view_layer.objects:
             other.select_set(False)
         arm.select_set(True)

@@ -47,6 +47,7 @@ from . import checkpoint
 from .body import BodyModel, PosedBody, free_body_path
 from .camera import Camera, crop_camera, paste
 from .raster import part_map, rasterize
+from .rotations import axis_angle_to_matrix
 
 __all__ = ["Character", "CharacterFailure", "FrameRequest", "FrameResult", "MAX_DETAIL", "Renderer",
            "RenderCancelled", "composite", "default_model_path", "empty_result", "select_device"]
@@ -315,6 +316,12 @@ class Renderer:
         return self._composite(request, work, crops, failures)
 
     @torch.no_grad()
+    def pixels_to_synthesize(self, request: FrameRequest, *, stride: int = 1) -> int:
+        """How many crop pixels `render` synthesises for this request (all characters): only those that show."""
+        work, _ = self._prepare_all(request)
+        return sum(len(self._pixels_to_render(item, stride)) for item in work)
+
+    @torch.no_grad()
     def render_pixels(self, request: FrameRequest, pixels: np.ndarray, *, character: int = 0) -> np.ndarray:
         """RGBA (N, 4) float32 (straight alpha, sRGB) of one character's crop at integer crop pixels (N, 2) (x, y),
         exactly as in a full render of that crop (see render_crop)."""
@@ -369,18 +376,22 @@ class Renderer:
 
     def _prepare(self, request: FrameRequest, character: Character, index: int) -> _Work:
         dev, f32 = self.device, torch.float32
+        # The root's rotation and translation are moved into the placement (below), so the generator always sees
+        # the body as it stands in its own frame: rotating the pelvis bone or the object gives the same picture.
+        pose = character.pose.copy()
+        pose[0] = 0
         body = self.body(betas=torch.as_tensor(character.betas[None], dtype=f32, device=dev),
-                         pose=torch.as_tensor(character.pose[None], dtype=f32, device=dev),
-                         transl=torch.as_tensor(character.transl[None], dtype=f32, device=dev))
+                         pose=torch.as_tensor(pose[None], dtype=f32, device=dev))
         # the scene camera with points in the body frame: world_to_camera @ body_to_world
-        w2c = request.world_to_camera @ character.body_to_world
+        w2c = request.world_to_camera @ character.body_to_world @ _root_placement(
+            character.pose[0], character.transl, body.joints[0, 0].double().cpu().numpy())
         scene = Camera(K=torch.as_tensor(request.K[None], dtype=f32, device=dev),
                        world_to_camera=torch.as_tensor(w2c[None], dtype=f32, device=dev),
                        width=int(request.width), height=int(request.height))
         h, w = self.config.height, self.config.width
         # upright in the crop: the root's +Y (the body's up, as in every training crop) and +Z (its front)
-        crop, homography = crop_camera(scene, body.vertices, width=w, height=h, up=body.root_rotation[:, :, 1],
-                                       front=body.root_rotation[:, :, 2])
+        axes = torch.eye(3, dtype=f32, device=dev)
+        crop, homography = crop_camera(scene, body.vertices, width=w, height=h, up=axes[1], front=axes[2])
         scale = detail_scale(homography, w, h, request.detail)
         if scale > 1:
             fine = crop.resized(w * scale, h * scale)
@@ -465,6 +476,16 @@ class Renderer:
         depths = torch.stack([item.scene_depth.float().cpu() for item in work])
         parts = torch.stack([item.scene_parts.cpu() for item in work])
         return _over(torch.stack(layers), torch.stack(keys), depths, parts, failures)
+
+
+def _root_placement(root: np.ndarray, transl: np.ndarray, pelvis: np.ndarray) -> np.ndarray:
+    """(4, 4) rigid map taking the body posed with a zero root (rotation and translation) to the body posed with
+    `root` (3,) axis-angle and `transl` (3,): LBS turns the whole body about the rest pelvis J₀ (3,), then
+    translates it, so p = R·(p₀ − J₀) + J₀ + transl."""
+    m = np.eye(4)
+    m[:3, :3] = axis_angle_to_matrix(np.asarray(root, np.float64))
+    m[:3, 3] = pelvis + transl - m[:3, :3] @ pelvis
+    return m
 
 
 def request_key(request: FrameRequest) -> bytes:

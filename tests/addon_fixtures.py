@@ -30,8 +30,10 @@ def registered():
 
 @pytest.fixture
 def blank(registered):
-    """An empty factory scene with the add-on registered."""
+    """An empty factory scene with the add-on registered, Film > Transparent on (straight alpha, what most tests
+    compare against neural.Renderer; the opaque film is tested on its own)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.render.film_transparent = True
     yield bpy.context.scene
 
 
