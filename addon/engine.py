@@ -97,33 +97,16 @@ def rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
 
 
 def composite(results: list[FrameResult]) -> FrameResult:
-    """Per-pixel depth-ordered "over" of frame results (one per body file); a single result passes through."""
-    from neural.renderer import FrameResult
+    """Depth-ordered "over" of the frames of several body files (neural.renderer.composite)."""
+    from neural.renderer import composite as composite_frames
 
-    if len(results) == 1:
-        return results[0]
-    depth = np.stack([r.depth for r in results])                      # (K, H, W), inf = empty
-    order = np.argsort(depth, axis=0, kind="stable")
-    rgba = np.take_along_axis(np.stack([r.rgba for r in results]), order[..., None], 0)
-    out = np.zeros(rgba.shape[1:], np.float32)
-    transmittance = np.ones(rgba.shape[1:3], np.float32)
-    for layer in rgba:                                                 # front to back, premultiplied
-        a = layer[..., 3]
-        out[..., :3] += (transmittance * a)[..., None] * layer[..., :3]
-        out[..., 3] += transmittance * a
-        transmittance *= 1 - a
-    alpha = out[..., 3:]
-    out[..., :3] = np.where(alpha > 0, out[..., :3] / np.maximum(alpha, 1e-12), 0)
-    parts = np.take_along_axis(np.stack([r.parts for r in results]), order[:1], 0)[0]
-    return FrameResult(rgba=out, depth=depth.min(0), parts=parts)
+    return composite_frames(results)
 
 
 def empty_result(width: int, height: int) -> FrameResult:
-    from neural.renderer import FrameResult
+    from neural.renderer import empty_result as empty
 
-    return FrameResult(rgba=np.zeros((height, width, 4), np.float32),
-                       depth=np.full((height, width), np.inf, np.float32),
-                       parts=np.ones((height, width), np.uint8))
+    return empty(width, height)
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -192,7 +175,10 @@ def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: 
             continue
         request = fit_betas(request, names, renderer.body.num_betas, report)
         try:
-            results.append(renderer.render(request, should_stop=should_stop, on_progress=progress, stride=stride))
+            result = renderer.render(request, should_stop=should_stop, on_progress=progress, stride=stride)
+            for failure in result.failures:  # left out alone; the others are in the frame
+                report(f"HumanGAN: character '{failure.name}' skipped: {failure.reason}")
+            results.append(result)
         except RenderCancelled:
             return None
         except Exception as error:

@@ -69,6 +69,13 @@ class SceneSettings(bpy.types.PropertyGroup):
         ("CUDA", "CUDA", "An NVIDIA GPU (needs a CUDA build of torch, see the preferences)")])
     preview_scale: FloatProperty(name="Preview Scale", default=0.5, min=0.05, max=1.0,
                                  description="Viewport preview resolution as a fraction of the viewport's pixels")
+    detail: EnumProperty(name="Detail", default="FRAME", items=[
+        ("MODEL", "Model", "Each person at the model's own resolution, stretched into the frame (fastest)"),
+        ("2", "2×", "Up to twice the model's resolution"),
+        ("4", "4×", "Up to four times the model's resolution"),
+        ("FRAME", "Frame", "As fine as the person covers in the frame: one generated pixel per frame pixel")],
+        description="How finely each person is generated: the model's backbone and pose field are evaluated at "
+                    "the resolution the person covers, up to this bound")
 
 
 class CharacterSettings(bpy.types.PropertyGroup):
@@ -202,6 +209,7 @@ class RENDER_PT_humangan(bpy.types.Panel):
         layout.use_property_split = True
         layout.prop(settings, "model_file")
         layout.prop(settings, "device")
+        layout.prop(settings, "detail")
         layout.prop(settings, "preview_scale")
         from . import engine
 

@@ -162,3 +162,18 @@ def test_cuda_render_matches_cpu_within_bf16_tolerance(files, renderer):
     differ = np.abs(a.rgba - b.rgba).max(-1) > 0.03  # bf16 autocast in the generator
     assert differ.mean() < 0.02
     assert (a.parts == b.parts).mean() > 0.99 and np.allclose(a.depth, b.depth, atol=1e-4, equal_nan=True)
+
+
+def test_a_character_the_camera_is_inside_fails_alone_by_name(renderer):
+    good = Character(pose=pose(), seed=1, name="Good")
+    base = request_for(renderer, good)
+    camera_at = np.linalg.inv(base.world_to_camera)[:3, 3]
+    inside = np.eye(4)
+    inside[:3, 3] = camera_at - np.array([0.0, 0.3, 0.0])  # the body's chest around the camera
+    bad = Character(pose=pose(), seed=2, name="Bad", body_to_world=inside)
+    both = renderer.render(FrameRequest(K=base.K, world_to_camera=base.world_to_camera, width=SIZE[0],
+                                        height=SIZE[1], characters=(bad, good)))
+    alone = renderer.render(base)
+    assert [(f.index, f.name) for f in both.failures] == [(0, "Bad")] and "camera" in both.failures[0].reason
+    np.testing.assert_array_equal(both.rgba, alone.rgba)
+    assert (alone.rgba[..., 3] > 0).sum() > 100
