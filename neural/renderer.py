@@ -444,6 +444,12 @@ class Renderer:
         coarse = F.max_pool2d(covered[None, None].float(), scale, scale)                 # (1, 1, h/s, w/s)
         coverage = F.interpolate(F.avg_pool2d(covered[None, None].float(), scale, scale), size=(h, w),
                                  mode="bilinear", align_corners=False)[0, 0]
+        # beside the body, the blur the generator paints is as coarse as its pose style map: the body's coverage
+        # of a style-map pixel, upsampled as the backbone upsamples the map
+        block = scale * self.config.height // self.config.render_height
+        blurred = F.interpolate(F.avg_pool2d(covered[None, None].float(), block, block), size=(h, w),
+                                mode="bilinear", align_corners=False)[0, 0]
+        coverage = torch.where(covered, coverage, torch.maximum(coverage, blurred))
         coarse_distance = -F.max_pool2d(-distance[None, None], scale, scale)
         r = max(1, round(self.halo * self.config.height))
         grown = F.max_pool2d(coarse, 2 * r + 1, stride=1, padding=r)
