@@ -1,8 +1,8 @@
 """Renderer: a frame request (scene camera + characters) → straight-alpha RGBA, depth and part maps.
 
-The product's entry point (design.md §1, §4). For each character the posed body (paper §3.1) is framed by a
-body-centred crop camera at the generator's resolution (the 2:1 portrait frame 3DHumanGAN was trained on), the
-generator renders that crop, and the crop is pasted into the scene frame through the crop → scene homography.
+The product's entry point (docs/overview.md §Data flow, §Speed). For each character the posed body (paper §3.1) is
+framed by a body-centred crop camera at the generator's resolution (the 2:1 portrait frame 3DHumanGAN was trained
+on), the generator renders that crop, and the crop is pasted into the scene frame through the crop → scene homography.
 Characters are composited per pixel by depth, nearest first.
 
 What each output means:
@@ -17,10 +17,10 @@ What each output means:
 Compositing order uses the distance along each pixel's ray to the body (rasterised in the crop, spread over the
 halo by a min filter so that hair and clothes sort with their body).
 
-The backbone is pixel-wise independent (spec §1.7), so any subset of crop pixels renders exactly: tiles bound the
-memory, `render_pixels` serves progressive previews, `stride` renders a coarse preview. The per-character work
-(mapping, truncation, pose field, style map, alpha, rasterisation) is computed once per character and shared by its
-tiles, and by the next calls with the same request (preview strides 4, 2, 1 render the pose field once).
+The backbone is pixel-wise independent (docs/architecture.md §Backbone), so any subset of crop pixels renders exactly:
+tiles bound the memory, `render_pixels` serves progressive previews, `stride` renders a coarse preview. The
+per-character work (mapping, truncation, pose field, style map, alpha, rasterisation) is computed once per character and
+shared by its tiles, and by the next calls with the same request (preview strides 4, 2, 1 render the pose field once).
 Boundary: numpy in, numpy out; torch inside.
 """
 
