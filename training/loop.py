@@ -260,11 +260,10 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         update_ema(ema, G, step, config.ema_decay)
 
         done = step + 1
-        d_loss, g_loss = d_loss.item(), g_loss.item()
-        meter.tick(done, {"D": d_loss, "G": g_loss})
+        meter.tick(done, {"D": d_loss, "G": g_loss})  # tensors: read (a host sync) only when a line is printed
         if done % config.log_every == 0 or done == config.steps:
             values = distributed.mean_over_processes(
-                {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item(), "silhouette": silhouette.item(),
+                {"loss_D": d_loss.item(), "loss_G": g_loss.item(), "r1": r1.item(), "silhouette": silhouette.item(),
                  "surface_depth": surface.item(), "mode_seeking": seeking.item()}, world, dev)
             if ctx.main:
                 memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
@@ -327,7 +326,7 @@ class _Meter:
         self.rate = 0.0
         self.tty = sys.stderr.isatty()
 
-    def tick(self, step: int, losses: dict[str, float]) -> None:
+    def tick(self, step: int, losses: dict[str, Tensor]) -> None:
         now = time.perf_counter()
         self.rate = (step - self.start) * self.batch / max(now - self.t0, 1e-9)
         if not self.show or (not self.tty and now - self.last < 30 and step < self.total):
