@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from neural.appearance import normalize_2nd_moment
+from .appearance import normalize_2nd_moment
 
 __all__ = ["OFFICIAL_PREFIXES", "PoseMLP", "PoseField", "FoldedField", "GEO_FEATURE_DIM"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from neural.camera import Camera
+from .camera import Camera
 
 __all__ = ["RaySamples", "Composite", "sample_rays", "composite"]
 
