@@ -67,27 +67,26 @@ def _section_errors(path: Path, number: int, line: str) -> list[str]:
     return errors
 
 
+def _lines():
+    """(path, line number, line) of every scanned file but this one."""
+    for path in _files():
+        if path != Path(__file__).resolve():
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                yield path, number, line
+
+
 def test_docs_references_name_pages_and_sections_that_exist():
     errors = []
-    for path in _files():
-        if path == Path(__file__).resolve():
-            continue
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            for page in PAGE.findall(line):
-                if not (ROOT / "docs" / page).exists():
-                    errors.append(f"{path.relative_to(ROOT)}:{number}: docs/{page} does not exist")
-            errors += _section_errors(path, number, line)
+    for path, number, line in _lines():
+        errors += [f"{path.relative_to(ROOT)}:{number}: docs/{page} does not exist"
+                   for page in PAGE.findall(line) if not (ROOT / "docs" / page).exists()]
+        errors += _section_errors(path, number, line)
     assert not errors, "\n".join(errors)
 
 
 def test_no_file_points_at_documents_outside_the_repository():
-    hits = []
-    for path in _files():
-        if path == Path(__file__).resolve():
-            continue
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            hits += [f"{path.relative_to(ROOT)}:{number}: {p.pattern!r} in {line.strip()!r}"
-                     for p in FORBIDDEN if p.search(line)]
+    hits = [f"{path.relative_to(ROOT)}:{number}: {p.pattern!r} in {line.strip()!r}"
+            for path, number, line in _lines() for p in FORBIDDEN if p.search(line)]
     assert not hits, "write the fact into docs/ and cite it as docs/<page>.md §<Heading>:\n" + "\n".join(hits)
 
 
@@ -101,7 +100,7 @@ def test_markdown_links_resolve(page):
     assert not broken, f"{page}: links to missing files {broken}"
 
 
-def test_the_checker_catches_a_missing_section_and_a_bare_section_sign(tmp_path):
+def test_the_checker_catches_a_missing_section_and_a_bare_section_sign():
     """The section check itself can fail: a heading that is not there, and a § with no page."""
     fake = ROOT / "neural" / "example.py"
     assert _section_errors(fake, 1, "see docs/architecture.md §Ray sampling and rays") == []
