@@ -1,5 +1,5 @@
-"""The HumanGAN render engine (design.md §1): F12 stills, Ctrl+F12 animations through Blender's own output
-settings, and the progressive viewport preview (preview.py).
+"""The HumanGAN render engine (docs/overview.md §Data flow): F12 stills, Ctrl+F12 animations through Blender's own
+output settings, and the progressive viewport preview (preview.py).
 
 Passes, in Blender's layout:
 - Combined: scene-linear Rec.709 RGB, premultiplied alpha, row 0 at the bottom. The generator's colours are

@@ -2,13 +2,13 @@
 armature whose bones carry SMPL joint names.
 
 The generator is conditioned on an SMPL pose (paper §3.1); this file is the only place that knows how Blender
-armatures spell it (design.md §3):
+armatures spell it (docs/conventions.md §Blender rig):
 - our rig (Add > HumanGAN Human): armature data in the body frame (metres, Y up), bones along armature +Y with
   roll 0, the 90° X rotation on the armature object. Rest frames are then the identity, so
   `pose_bone.rotation_quaternion` is exactly the SMPL local rotation.
-- the public SMPL / SMPL-X add-ons (notes/blender.md §4): the same joint names (smplx spelling), an optional `root`
-  bone above `pelvis`, data in centimetres with a 0.01 object scale, bones along +Y (Meshcapade) or +Z with the
-  Z-up frame baked into the bones (the 2021 MPI add-on). Extra SMPL-X bones (jaw, eyes, fingers) are ignored.
+- the public SMPL / SMPL-X add-ons (docs/conventions.md §Public SMPL add-ons): the same joint names (smplx spelling), an
+  optional `root` bone above `pelvis`, data in centimetres with a 0.01 object scale, bones along +Y (Meshcapade) or +Z
+  with the Z-up frame baked into the bones (the 2021 MPI add-on). Extra SMPL-X bones (jaw, eyes, fingers) are ignored.
 - SMPL FBX exports (`m_avg_Pelvis`, `f_avg_L_Hip`, ...).
 
 All of them are read the same way, without a case per add-on: the body frame is found from the rest skeleton

@@ -1,10 +1,10 @@
-"""Blender scene → frame requests for `neural.Renderer` (design.md §1): the scene camera as OpenCV K and
+"""Blender scene → frame requests for `neural.Renderer` (docs/overview.md §Data flow): the scene camera as OpenCV K and
 world_to_camera, and every enabled SMPL armature the camera sees as a `Character`. Plain numpy; all bpy reads go
 through the depsgraph of the frame being rendered (never `bpy.context`), so animation, drivers and constraints
 count.
 
-Camera (notes/blender.md §3, checked against `world_to_camera_view`): W, H = resolution × percentage; the sensor
-fit decides whether the focal length is measured against W or H (`f = lens / sensor · W|H`); lens shift moves
+Camera (docs/conventions.md §Blender camera, checked against `world_to_camera_view`): W, H = resolution × percentage;
+the sensor fit decides whether the focal length is measured against W or H (`f = lens / sensor · W|H`); lens shift moves
 the principal point by shift × that fitted size; pixel (0, 0) is the centre of the top-left pixel, so
 cx = W/2 − shift_x·fit − 0.5 and cy = H/2 + shift_y·fit − 0.5. world_to_camera = diag(1, −1, −1) ·
 inverse(camera.matrix_world) (Blender cameras look down −Z with +Y up; OpenCV looks down +Z with +Y down).

@@ -1,5 +1,5 @@
-"""Settings, preferences, panels and operators of the HumanGAN extension (design.md §1: the user's side of the
-frame request).
+"""Settings, preferences, panels and operators of the HumanGAN extension (docs/overview.md §Data flow: the user's side
+of the frame request).
 
 - Preferences: an extra Python path searched first, where a user keeps a CUDA build of torch (`pip install
   --target DIR torch --index-url https://download.pytorch.org/whl/cu124`); the extension ships torch for the CPU.

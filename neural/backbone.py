@@ -1,4 +1,5 @@
-"""The pixel-wise independent backbone (paper spec §1.7; official README §7.4 steps 7–9).
+"""The pixel-wise independent backbone (docs/architecture.md §Backbone; docs/official_conventions.md §Forward pass,
+steps 7–9).
 
 Fourier features of the pixel coordinates (sin of a 1×1 conv 2→C) pass through 9 residual blocks of
 spatially-adaptive normalisation (SPADE/"SABN": BN(x)·(1 + γ(s)) + β(s)) and spectral-normed 1×1 convs; ToRGB of

@@ -1,5 +1,5 @@
-"""The "Upsampling" ablation backbone (paper Table 2, spec §4): an upsampling-convolution generator in place of the
-pixel-wise independent one, which the paper finds to impair view consistency.
+"""The "Upsampling" ablation backbone (paper Table 2; docs/architecture.md §Ablations): an upsampling-convolution
+generator in place of the pixel-wise independent one, which the paper finds to impair view consistency.
 
 It starts at the style map's resolution (h×w = H/4 × W/4) from the same Fourier coordinate features, runs the same
 9 SPADE blocks but with 3×3 spectral-normed convs, and upsamples ×2 (nearest) before blocks 3 and 6; the pose

@@ -1,15 +1,16 @@
 """Pinhole cameras (OpenCV convention), rays, and the body-centred crop camera.
 
-3DHumanGAN (paper §3.2, spec §1) renders a person from a camera orbiting a canonical, centred body in a 2:1 frame.
-A Blender scene camera sees the character anywhere in its frame, so the renderer renders through a *crop camera*:
-the scene camera turned to look at the body (same centre, so the two images differ by a homography) with a focal
-length that makes the whole body fill a 2:1 frame, and then pastes the crop back into the scene frame.
+3DHumanGAN (paper §3.2; docs/architecture.md §Inputs and cameras) renders a person from a camera orbiting a canonical,
+centred body in a 2:1 frame. A Blender scene camera sees the character anywhere in its frame, so the renderer renders
+through a *crop camera*: the scene camera turned to look at the body (same centre, so the two images differ by a
+homography) with a focal length that makes the whole body fill a 2:1 frame, and then pastes the crop back into the scene
+frame.
 
-Conventions (design.md §3, interfaces.md "Frames"):
+Conventions (docs/conventions.md §Camera, §Blender camera):
 - camera frame: x right, y down, z forward; `world_to_camera` is rigid (rotation + translation), (B, 4, 4);
 - `K` (B, 3, 3) in pixels, with integer pixel coordinates at pixel *centres*: pixel (0, 0) is the centre of the
   top-left pixel, so the image spans [-0.5, W - 0.5] × [-0.5, H - 0.5] and its centre is ((W - 1) / 2, (H - 1) / 2).
-  A Blender camera's principal point (`notes/blender.md` §3, measured from the frame's corner) becomes
+  A Blender camera's principal point (docs/conventions.md §Blender camera, measured from the frame's corner) becomes
   `cx = W/2 - shift_x·max(W,H) - 0.5`, `cy = H/2 + shift_y·max(W,H) - 0.5` here.
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The 3DHumanGAN generator (paper Figure 2, spec §1): appearance mapping z → w (§1.6), the 3D pose mapping network
-volume-rendered into a low-resolution pose style map (§1.2–1.5), and the pixel-wise backbone (§1.7).
+"""The 3DHumanGAN generator (paper Figure 2; docs/architecture.md): appearance mapping z → w (§Appearance mapping), the
+3D pose mapping network volume-rendered into a low-resolution pose style map (docs/architecture.md §Pose field), and the
+pixel-wise backbone (docs/architecture.md §Backbone).
 
 `forward` takes a posed body and a camera in the *body* frame at the output resolution; the generator moves both
 into its own canonical frame (`pose_mapping.condition`: root rotation and translation removed, y down), renders the
@@ -77,7 +78,7 @@ class Generator(nn.Module):
         """Mapping networks and the rendered pose field. z (B, latent_dim); body: PosedBody (B); camera: Camera
         (B) in the body frame at the output resolution. jitter (B, h·w, S) recorded uniform draws, or generator
         to draw them, else bin centres (PoseMappingNetwork.forward); last_back: the official inference's
-        background rule (official README §7.4 step 6); noise_std: density noise (training only).
+        background rule (docs/official_conventions.md §Forward pass, step 6); noise_std: density noise (training only).
 
         Detail beyond the model's resolution: a camera of (k·W, k·H) pixels renders the image k times finer (the
         backbone is a pixel-wise function of continuous coordinates); the pose field is rendered at style_scale
@@ -134,8 +135,8 @@ class Generator(nn.Module):
                                depth=styles.pose.depth)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The groups the spec trains with their own learning rates (§2.4): pose MLP and SIREN (×0.05),
-        appearance mapping and backbone (×1). Every parameter is in exactly one group."""
+        """The groups trained with their own learning rates (docs/architecture.md §Optimisation): pose MLP and SIREN
+        (×0.05), appearance mapping and backbone (×1). Every parameter is in exactly one group."""
         return {"pose_mlp": list(self.pose_mapping.mlp.parameters()),
                 "pose_field": list(self.pose_mapping.field.parameters()),
                 "appearance": list(self.appearance.parameters()),

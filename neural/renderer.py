@@ -1,8 +1,8 @@
 """Renderer: a frame request (scene camera + characters) → straight-alpha RGBA, depth and part maps.
 
-The product's entry point (docs/architecture.md). For each character the posed body is framed by a body-centred
-crop camera (the 2:1 portrait frame 3DHumanGAN was trained on) that rolls with the body's own up axis, so the
-generator sees every body upright as in its training crops, lying, upside down or in a cartwheel. The crop is
+The product's entry point (docs/overview.md §Data flow, §Speed). For each character the posed body is framed by a
+body-centred crop camera (the 2:1 portrait frame 3DHumanGAN was trained on) that rolls with the body's own up axis,
+so the generator sees every body upright as in its training crops, lying, upside down or in a cartwheel. The crop is
 rendered at the resolution it covers in the scene frame (`detail`: the backbone is a pixel-wise function of
 continuous coordinates and the style map a rendering of a 3D field, so both can be evaluated finer than the model's
 own grid), only at the pixels that can show, and pasted into the frame through the crop → scene homography.
@@ -22,7 +22,7 @@ What each output means:
 Compositing order uses the distance along each pixel's ray to the body (rasterised in the crop, spread over the
 halo by a min filter so that hair and clothes sort with their body).
 
-The backbone is pixel-wise independent, so any subset of crop pixels renders exactly: pixels whose alpha is 0 are
+The backbone is pixel-wise independent (docs/architecture.md §Backbone), so any subset of crop pixels renders exactly: pixels whose alpha is 0 are
 never synthesised, tiles bound the memory, `render_pixels` serves progressive previews, `stride` renders a coarse
 preview. The per-character work (mapping, truncation, pose field, style map, matte, rasterisation) is computed once
 per character and shared by its tiles, and by the next calls with the same request (preview strides 4, 2, 1 render

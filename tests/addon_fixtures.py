@@ -1,6 +1,7 @@
 """Shared set-up of the add-on tests (tests/test_addon_*.py): the add-on registered in this bpy process, a
 factory-fresh scene per test, small SMPL-format bodies, a tiny random-weight checkpoint, and rigs built the
-way the public SMPL add-ons build them (notes/blender.md §4), written from their described conventions."""
+way the public SMPL add-ons build them (docs/conventions.md §Public SMPL add-ons), written from their described
+conventions."""
 
 from __future__ import annotations
 

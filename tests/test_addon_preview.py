@@ -1,7 +1,8 @@
 """addon/preview.py: the viewport's view becomes the same frame as the camera's, refinement levels arrive coarse to
 fine on a worker thread without blocking the caller, Esc-like stops end within a tile, and the drawing code puts
 the Combined pass on screen. Headless bpy never calls view_draw itself, so the drawing runs offscreen on Mesa's
-software OpenGL (started by a Workbench render, notes/blender.md §6) with stand-ins for the engine and context."""
+software OpenGL (started by a Workbench render, docs/environment.md §Headless Blender testing) with stand-ins for the
+engine and context."""
 
 import math
 import time

@@ -1,5 +1,5 @@
-"""The assembled generator (spec §1): end to end against the official golden fixture, the official weight layout,
-fast == naive, exact pixel subsets, determinism, truncation, frame invariance, ablations, training gradients."""
+"""The assembled generator (docs/architecture.md): end to end against the official golden fixture, the official weight
+layout, fast == naive, exact pixel subsets, determinism, truncation, frame invariance, ablations, training gradients."""
 
 import math
 
@@ -210,7 +210,8 @@ def test_wrong_inputs_are_errors(setup):
 
 
 @pytest.mark.parametrize("device", [
-    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))])
+    "cpu", pytest.param("cuda", marks=[pytest.mark.cuda,
+                                   pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")])])
 def test_bf16_autocast(setup, device):
     """The renderer wraps the generator in a bf16 autocast on CUDA: the geometry and pose field stay float32
     inside, the backbone runs in bf16, the image stays close to the float32 one."""

@@ -152,6 +152,7 @@ def test_bad_character_input_names_the_field():
         Character(pose=np.zeros((23, 3)))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_render_matches_cpu_within_bf16_tolerance(files, renderer):
     cuda = Renderer(model_path=files["model"], body_path=files["body"], device="cuda", tile_pixels=128)
