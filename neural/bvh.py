@@ -273,13 +273,16 @@ class _Parser:
 
 
 def write_bvh(path: str | Path, motion: BvhMotion, *, precision: int = 6) -> Path:
-    """Write a BvhMotion as text (tabs for nesting, one row per frame); returns the path."""
+    """Write a BvhMotion as text (tabs for nesting, one row per frame); returns the path. Joints are written depth
+    first, as the format requires (a skeleton in another order, e.g. SMPL's, reads back in that order)."""
     sk = motion.skeleton
     children = {j: [c for c, p in enumerate(sk.parents) if p == j] for j in range(len(sk.names))}
     lines = ["HIERARCHY"]
+    written: list[int] = []
 
     def emit(j: int, depth: int) -> None:
         pad = "\t" * depth
+        written.append(j)
         lines.append(f"{pad}{'ROOT' if sk.parents[j] < 0 else 'JOINT'} {sk.names[j]}")
         lines.append(pad + "{")
         lines.append(f"{pad}\tOFFSET {' '.join(f'{v:.{precision}f}' for v in sk.offsets[j])}")
@@ -287,13 +290,17 @@ def write_bvh(path: str | Path, motion: BvhMotion, *, precision: int = 6) -> Pat
         for c in children[j]:
             emit(c, depth + 1)
         if not np.isnan(sk.end_sites[j]).any():
-            lines += [f"{pad}\tEnd Site", pad + "\t{",
-                      f"{pad}\t\tOFFSET {' '.join(f'{v:.{precision}f}' for v in sk.end_sites[j])}", pad + "\t}"]
+            lines.extend([f"{pad}\tEnd Site", pad + "\t{",
+                          f"{pad}\t\tOFFSET {' '.join(f'{v:.{precision}f}' for v in sk.end_sites[j])}", pad + "\t}"])
         lines.append(pad + "}")
 
-    emit(0, 0)
+    roots = [j for j, p in enumerate(sk.parents) if p < 0]
+    if len(roots) != 1:
+        raise ValueError(f"a BVH skeleton has one root; this one has {len(roots)}: {[sk.names[j] for j in roots]}")
+    emit(roots[0], 0)
+    columns = [c for j in written for c in sk.columns[j]]
     lines += ["MOTION", f"Frames: {len(motion.values)}", f"Frame Time: {motion.frame_time:.9g}"]
-    lines += [" ".join(f"{v:.{precision}f}" for v in row) for row in motion.values]
+    lines += [" ".join(f"{v:.{precision}f}" for v in row) for row in motion.values[:, columns]]
     path = Path(path)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
