@@ -91,7 +91,8 @@ class TargetSkeleton:
 class Retargeted:
     """The SMPL motion, Y-up world, floor at y = 0, metres: poses (T, 24, 3) local axis-angle, root first; trans
     (T, 3) with posed pelvis = rest pelvis + trans; fps. bones: source bone per SMPL joint (None: unmapped);
-    convention: the name map that matched; scale: metres of SMPL per source unit (leg ratio); units."""
+    convention: the name map that matched; scale: metres of SMPL per source unit (leg ratio); units;
+    ground_shift: metres the clip was moved up to stand on the floor (RetargetConfig.ground)."""
 
     poses: np.ndarray
     trans: np.ndarray
@@ -100,6 +101,7 @@ class Retargeted:
     convention: str
     scale: float
     units: str
+    ground_shift: float = 0.0
 
     @property
     def unmapped(self) -> tuple[str, ...]:
@@ -296,14 +298,16 @@ def retarget(source: SourceMotion, target: TargetSkeleton, config: RetargetConfi
     world = world_positions(source, C, scale, metres, m[0])
     hips = 0.5 * (world[:, m[1]] + world[:, m[2]])
     pelvis = hips + (local[:, 0] @ (J[0] - 0.5 * (J[1] + J[2])))
+    shift = 0.0
     if config.ground:
         feet = [k for k in FEET if m[k] is not None]
         X = smpl_joints(matrix_to_axis_angle(local), pelvis - J[0], J)
         sole = (X[:, feet, 1] - (J[feet, 1] - target.sole)).min(1)  # (T,) lowest sole point per frame
-        pelvis[:, 1] -= np.percentile(sole, 5)
+        shift = -float(np.percentile(sole, 5))
+        pelvis[:, 1] += shift
     return Retargeted(poses=matrix_to_axis_angle(local), trans=pelvis - J[0], fps=source.fps,
                       bones=tuple(source.names[i] if i is not None else None for i in m), convention=convention,
-                      scale=scale, units=units)
+                      scale=scale, units=units, ground_shift=shift)
 
 
 def smpl_joints(poses: np.ndarray, trans: np.ndarray, joints: np.ndarray) -> np.ndarray:

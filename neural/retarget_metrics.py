@@ -5,9 +5,9 @@
 - foot sliding: the horizontal speed of a foot joint (ankles and toes) while it is on the ground, mm per frame,
   for the SMPL body and for the source at the character's size; a joint is on the ground on frames where it is
   within `contact` metres of its lowest height in the clip, on this frame and the next;
-- ground: the height of the SMPL sole (each foot joint's height minus its rest height above the rest sole) while
-  on the ground (float > 0, penetration < 0), and the depth of penetration below the floor (y = 0) of the SMPL
-  sole and of the source's foot joints, mean over frames and max, mm.
+- penetration: the depth below the floor (y = 0) of SMPL's lowest sole point (each foot joint's height minus its
+  rest height above the rest sole) and of the source's foot joints, mean over frames and max, mm. (How far the
+  clip was shifted to stand on the floor is Retargeted.ground_shift.)
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ class RetargetMetrics:
     per_segment: tuple[tuple[str, float], ...]
     slide: float
     source_slide: float
-    contact_height: float
     penetration_mean: float
     penetration_max: float
     source_penetration_mean: float
@@ -39,7 +38,6 @@ class RetargetMetrics:
         """The numbers as a markdown table."""
         rows = [("segment angle, mean / max (°)", f"{self.angle_mean:.2f} / {self.angle_max:.2f}", "0 / 0"),
                 ("foot sliding on the ground (mm/frame)", f"{self.slide:.2f}", f"{self.source_slide:.2f}"),
-                ("sole height on the ground (mm)", f"{self.contact_height:+.1f}", "—"),
                 ("penetration below the floor, mean / max (mm)",
                  f"{self.penetration_mean:.1f} / {self.penetration_max:.1f}",
                  f"{self.source_penetration_mean:.1f} / {self.source_penetration_max:.1f}")]
@@ -87,10 +85,8 @@ def measure(source: SourceMotion, motion: Retargeted, target: TargetSkeleton, *,
     src_on = _contacts(src_feet[..., 1], contact)
     depth = np.maximum(0.0, -sole.min(1))
     src_depth = np.maximum(0.0, -src_feet[..., 1].min(1))
-    grounded = on.any(1)
     return RetargetMetrics(
         frames=len(X), angle_mean=float(angles.mean()), angle_max=float(angles.max()), per_segment=tuple(per),
         slide=_slide(X[:, feet], on), source_slide=_slide(src_feet, src_on),
-        contact_height=float(1000 * sole[:-1].min(1)[grounded].mean()) if grounded.any() else float("nan"),
         penetration_mean=float(1000 * depth.mean()), penetration_max=float(1000 * depth.max()),
         source_penetration_mean=float(1000 * src_depth.mean()), source_penetration_max=float(1000 * src_depth.max()))

@@ -68,7 +68,8 @@ def cmu_like_bvh(path: Path, T: int = 120) -> Path:
     of the root) walking in place, 120 fps, cm-like units: the stand-in when no CMU file is installed."""
     from neural.retarget import free_body_target
 
-    J = free_body_target().joints
+    target = free_body_target()
+    J = target.joints
     cmu = {"pelvis": "Hips", "left_hip": "LeftUpLeg", "right_hip": "RightUpLeg", "spine1": "LowerBack",
            "left_knee": "LeftLeg", "right_knee": "RightLeg", "spine2": "Spine", "left_ankle": "LeftFoot",
            "right_ankle": "RightFoot", "spine3": "Spine1", "left_foot": "LeftToeBase", "right_foot": "RightToeBase",
@@ -83,12 +84,12 @@ def cmu_like_bvh(path: Path, T: int = 120) -> Path:
     poses = np.zeros((T, 24, 3))
     t = np.linspace(0, 4 * np.pi, T)
     for side, sign in ((1, 1), (2, -1)):
-        poses[:, side, 0] = 0.5 * sign * np.sin(t)                        # thighs swing
-        poses[:, side + 3, 0] = 0.6 * (1 + sign * np.sin(t - 0.8)) / 2   # knees bend
-    poses[:, 16, 2], poses[:, 17, 2] = -1.2, 1.2                          # arms down
+        poses[:, side, 0] = 0.25 * sign * np.sin(t)                       # thighs swing
+        poses[:, side + 3, 0] = 0.3 * (1 + sign * np.sin(t - 0.8)) / 2   # knees bend
+    poses[1:, 16, 2], poses[1:, 17, 2] = -1.2, 1.2                        # arms down after a T-pose
     poses[:, 18, 1] = 0.3 * np.sin(t)
     trans = np.zeros((T, 3))
-    trans[:, 1] = -J[:, 1].min() + 0.08
+    trans[:, 1] = -target.sole  # the soles on the floor
     return smpl_bvh(path, poses, trans, joints, fps=120.0, names=tuple(cmu[n] for n in JOINT_NAMES),
                     metres_per_unit=0.0254 / 0.45, order="ZYX")
 

@@ -91,7 +91,7 @@ def test_cmu_clip_follows_the_source_within_ten_degrees_with_feet_on_the_floor(t
     assert max(per[s] for s in limbs) < 0.01
     assert metrics.penetration_mean < 2.0 and metrics.penetration_max < 30.0
     assert metrics.slide <= metrics.source_slide + 0.5
-    assert abs(metrics.contact_height) < 15.0
+    assert abs(back.ground_shift) < 0.03  # the leg ratio alone nearly keeps the feet on the floor
     # the character keeps its own size: SMPL's leg over the source's (CMU's unit is 1/0.45 inch)
     assert 0.045 < back.scale < 0.065
     if path.parent in CMU_PLACES:
