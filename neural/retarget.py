@@ -91,7 +91,8 @@ class TargetSkeleton:
 class Retargeted:
     """The SMPL motion, Y-up world, floor at y = 0, metres: poses (T, 24, 3) local axis-angle, root first; trans
     (T, 3) with posed pelvis = rest pelvis + trans; fps. bones: source bone per SMPL joint (None: unmapped);
-    convention: the name map that matched; scale: metres of SMPL per source unit (leg ratio); units;
+    convention: the name map that matched; scale: metres of SMPL per source unit (leg ratio); units and
+    metres_per_unit: the source's (they place frame 0);
     ground_shift: metres the clip was moved up to stand on the floor (RetargetConfig.ground)."""
 
     poses: np.ndarray
@@ -101,6 +102,7 @@ class Retargeted:
     convention: str
     scale: float
     units: str
+    metres_per_unit: float
     ground_shift: float = 0.0
 
     @property
@@ -307,7 +309,7 @@ def retarget(source: SourceMotion, target: TargetSkeleton, config: RetargetConfi
         pelvis[:, 1] += shift
     return Retargeted(poses=matrix_to_axis_angle(local), trans=pelvis - J[0], fps=source.fps,
                       bones=tuple(source.names[i] if i is not None else None for i in m), convention=convention,
-                      scale=scale, units=units, ground_shift=shift)
+                      scale=scale, units=units, metres_per_unit=metres, ground_shift=shift)
 
 
 def smpl_joints(poses: np.ndarray, trans: np.ndarray, joints: np.ndarray) -> np.ndarray:

@@ -66,7 +66,7 @@ def measure(source: SourceMotion, motion: Retargeted, target: TargetSkeleton, *,
     index = {name: i for i, name in enumerate(source.names)}
     m = [index[b] if b is not None else None for b in motion.bones]
     C = _body_axes(source.rest, m, source.label)
-    S = world_positions(source, C, motion.scale, 1.0, m[0])  # the frame-0 anchor cancels in every measure below
+    S = world_positions(source, C, motion.scale, motion.metres_per_unit, m[0])
     angles, per = [], []
     for k, ds in segments(tuple(m), J, source.rest @ C).items():
         for d in ds:
