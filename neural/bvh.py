@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import write_text_atomic
+
 ROTATIONS = ("Xrotation", "Yrotation", "Zrotation")
 POSITIONS = ("Xposition", "Yposition", "Zposition")
 
@@ -301,9 +303,7 @@ def write_bvh(path: str | Path, motion: BvhMotion, *, precision: int = 6) -> Pat
     columns = [c for j in written for c in sk.columns[j]]
     lines += ["MOTION", f"Frames: {len(motion.values)}", f"Frame Time: {motion.frame_time:.9g}"]
     lines += [" ".join(f"{v:.{precision}f}" for v in row) for row in motion.values[:, columns]]
-    path = Path(path)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def channel_values(skeleton: BvhSkeleton, rotations: np.ndarray, root_position: np.ndarray) -> np.ndarray:

@@ -36,12 +36,12 @@ class RetargetMetrics:
 
     def table(self) -> str:
         """The numbers as a markdown table."""
-        rows = [("segment angle, mean / max (°)", f"{self.angle_mean:.2f} / {self.angle_max:.2f}", "0 / 0"),
+        rows = [("segment angle, mean / max (°)", f"{self.angle_mean:.2f} / {self.angle_max:.2f}", "—"),
                 ("foot sliding on the ground (mm/frame)", f"{self.slide:.2f}", f"{self.source_slide:.2f}"),
                 ("penetration below the floor, mean / max (mm)",
                  f"{self.penetration_mean:.1f} / {self.penetration_max:.1f}",
                  f"{self.source_penetration_mean:.1f} / {self.source_penetration_max:.1f}")]
-        return "\n".join([f"| {self.frames} frames | SMPL | source |", "|---|---|---|",
+        return "\n".join([f"| {self.frames} frames | SMPL | source, at the character's size |", "|---|---|---|",
                           *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
 
 

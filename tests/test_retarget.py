@@ -182,3 +182,21 @@ def test_bvh_pose_files_read_like_amass_ones(tmp_path, target):
     j0 = target.joints[0]
     grounded, _ = retarget_bvh(path, target)  # the floor shift is the only change to the translation
     assert np.abs((read.trans + j0) @ Z_UP_TO_Y_UP.T - j0 - grounded.trans).max() < 1e-6
+
+
+def test_retarget_command_prints_the_metrics_and_saves_an_amass_file(tmp_path, target, capsys):
+    from neural.__main__ import main
+
+    poses, trans = motion(target)
+    clip = smpl_bvh(tmp_path / "walk.bvh", poses, trans, target.joints)
+    out = tmp_path / "walk.npz"
+    assert main(["retarget", str(clip), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "40 frames at 30 fps, smpl names, units cm" in printed and "| segment angle, mean / max (°) | 0.00 /" in printed
+    saved = read_amass(out, require_trans=True, require_fps=True)
+    assert np.abs(saved.poses - read_amass(clip).poses).max() < 1e-9 and saved.fps == pytest.approx(30)
+    assert main(["retarget", str(clip), "--out", str(clip)]) == 1
+    assert "the output" in capsys.readouterr().err and clip.read_text().startswith("HIERARCHY")
+    clip.write_text(clip.read_text().replace("left_knee", "left_wing"))
+    assert main(["retarget", str(clip)]) == 1
+    assert "walk.bvh has no recognisable legs or spine" in capsys.readouterr().err
