@@ -200,3 +200,16 @@ def test_retarget_command_prints_the_metrics_and_saves_an_amass_file(tmp_path, t
     clip.write_text(clip.read_text().replace("left_knee", "left_wing"))
     assert main(["retarget", str(clip)]) == 1
     assert "walk.bvh has no recognisable legs or spine" in capsys.readouterr().err
+
+
+def test_importing_the_retargeter_does_not_import_torch():
+    """addon/motion.py imports it at module level; the add-on registers without torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import neural.bvh, neural.retarget, neural.retarget_metrics; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
