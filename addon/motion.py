@@ -86,9 +86,9 @@ def import_motion(scene: bpy.types.Scene, arm: bpy.types.Object, path: Path, *, 
     return count
 
 
-def key_motion(scene: bpy.types.Scene, arm: bpy.types.Object, rig: RigInfo, motion: Motion, name: str) -> int:
+def key_motion(scene: bpy.types.Scene, arm: bpy.types.Object, rig: RigInfo, motion: Motion, label: str) -> int:
     """Keyframe a motion in the Z-up world (AMASS's, taken as Blender's) onto an SMPL armature, resampled to the
-    scene's frame rate, from the scene's start frame, as a new action `<armature>_<name>`; returns the frame count."""
+    scene's frame rate, from the scene's start frame, as a new action `<armature>_<label>`; returns the frame count."""
     fps = scene.render.fps / scene.render.fps_base
     motion = resample(motion, fps)
     body_to_world = np.array(arm.matrix_world) @ rig.body_to_armature
@@ -103,7 +103,7 @@ def key_motion(scene: bpy.types.Scene, arm: bpy.types.Object, rig: RigInfo, moti
     locations = np.stack(pelvis)
     if arm.animation_data is None:
         arm.animation_data_create()
-    action = bpy.data.actions.new(f"{arm.name}_{name}")
+    action = bpy.data.actions.new(f"{arm.name}_{label}")
     arm.animation_data.action = action
     for name, rotations in quats.items():
         pose_bone = arm.pose.bones[name]

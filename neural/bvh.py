@@ -118,7 +118,7 @@ def axis_rotation(axis: int, angle: np.ndarray) -> np.ndarray:
 
 def matrix_to_euler(R: np.ndarray, order: tuple[int, int, int]) -> np.ndarray:
     """(..., 3, 3) → (..., 3) angles in radians with R = R_order[0](a)·R_order[1](b)·R_order[2](c); order is a
-    permutation of the axes (0, 1, 2). b is in [−π/2, π/2]; at b = ±π/2 (gimbal lock) a absorbs the shared angle."""
+    permutation of the axes (0, 1, 2). b is in [−π/2, π/2]; at b = ±π/2 (gimbal lock) a takes the shared angle."""
     i, j, k = order
     e = 1.0 if (j - i) % 3 == 1 else -1.0  # +1 for the cyclic orders XYZ, YZX, ZXY
     b = np.arcsin(np.clip(e * R[..., i, k], -1, 1))

@@ -5,20 +5,21 @@ Method (rest-pose aware segment orientation transfer, our own):
 1. Bones are matched to SMPL joints by name (neural/retarget_names.py). The source's rest skeleton gives its body
    frame C (left = right hip → left hip, up = pelvis → head, snapped to the nearest axes), in which both skeletons
    are compared; the output world is the source's world turned so that its up axis is +Y (metres, floor at 0).
-2. Each SMPL joint k rotates a body segment: from k to its (nearest mapped) children. At rest, an alignment A_k
+2. Each SMPL joint k rotates a body segment: from k to its nearest mapped children. At rest, an alignment A_k
    takes SMPL's rest segment directions onto the source's (a T-pose SMPL onto an A-pose or a CMU skeleton).
    Posed, with D_k the source bone's world rotation since its rest:
    - one child (limbs, neck): G_k = S·D_k·A_k, twist from the source bone, S the smallest swing that lays the
      segment exactly along the source's posed segment (which may span several source bones);
-   - several children (pelvis, chest): G_k = the rotation that best lays SMPL's rest segment directions onto the
-     source's posed ones (Kabsch);
+   - a spine child and a left/right pair (pelvis, chest): the frame (up the spine, right → left) follows the
+     source's frame, G_k = F_source(t)·F_SMPLᵀ; the fan of child directions itself differs between skeletons;
    - no child (head, toes, hands): the source's rotation relative to its parent, G_k = G_p·A_pᵀ·D_pᵀ·D_k·A_p;
    - no bone: the joint follows its parent (local identity), and is reported as unmapped.
    Local rotations are then G_parentᵀ·G_k. Raw local rotations are never copied: rest poses and bone axes differ.
-3. The root moves as the source root does, scaled by the ratio of leg lengths (hip → knee → ankle, SMPL over
-   source), so steps keep the character's stride (no foot sliding) and its height keeps the feet on the floor:
-   height s·y(t), horizontal position from frame 0 (converted to metres by the clip's units) plus s·(x(t) − x(0)).
-   Units (m, cm, mm, inch, or CMU's 1/0.45 inch) are detected from the leg length, or set.
+3. The hip joints follow the source's, scaled by the ratio of leg lengths (hip → knee → ankle, SMPL over source),
+   so strides keep the character's size: heights s·y(t), horizontal position from frame 0 (in metres, by the
+   clip's units) plus s·(x(t) − x(0)); the pelvis hangs from them as SMPL's does. Units (m, cm, mm, inch, or CMU's
+   1/0.45 inch) are detected from the leg length, or set. One vertical shift then puts SMPL's soles on the floor
+   where they are lowest (skeletons carry their ankles at different heights above it).
 
 Frame rate changes with `resample` (slerp). Metrics live in neural/retarget_metrics.py.
 """
@@ -187,12 +188,12 @@ def _fan(ds: list[int], a: np.ndarray, r: np.ndarray) -> tuple[int, int, int] | 
     right = [i for i, n in enumerate(names) if n.startswith("right_")]
     if not (mid and left and right):
         return None
-    i, l, r_ = mid[0], left[0], right[0]
+    spine, lt, rt = mid[0], left[0], right[0]
     for dirs in (a, r):
-        width = dirs[l] - dirs[r_]
-        if np.linalg.norm(width - dirs[i] * (width @ dirs[i])) < 0.05:
+        width = dirs[lt] - dirs[rt]
+        if np.linalg.norm(width - dirs[spine] * (width @ dirs[spine])) < 0.05:
             return None
-    return i, l, r_
+    return spine, lt, rt
 
 
 def _axes(up: np.ndarray, left: np.ndarray) -> np.ndarray:
@@ -206,8 +207,9 @@ def _fan_rotation(fan: tuple[int, int, int], a: np.ndarray, b: np.ndarray) -> np
     """(..., 3, 3) the rotation taking the frame of directions a (n, 3) (spine up, right → left) onto that of b
     (..., n, 3). Frames, not a fit of all directions: the skeletons' hip and collar offsets differ in shape (CMU's
     hips sit forward of its root), and a fit would tilt the pelvis to match them."""
-    i, l, r = fan
-    return _axes(b[..., i, :], b[..., l, :] - b[..., r, :]) @ np.swapaxes(_axes(a[i], a[l] - a[r]), -1, -2)
+    spine, lt, rt = fan
+    frame_a = _axes(a[spine], a[lt] - a[rt])
+    return _axes(b[..., spine, :], b[..., lt, :] - b[..., rt, :]) @ np.swapaxes(frame_a, -1, -2)
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -293,9 +295,10 @@ def retarget(source: SourceMotion, target: TargetSkeleton, config: RetargetConfi
     E = _up_to_y(C[:, 1]) @ C                   # SMPL body frame → output world (the source's, Y up)
     local[:, 0] = E @ G[:, 0]
 
-    legs = ([1, 2], [4, 5], [7, 8])
-    scale = leg_length(J, *legs) / leg_length(rest_b, *([m[i] for i in side] for side in legs))
-    units, metres = detect_units(source, config.units, leg_length(rest_b, *([m[i] for i in s] for s in legs)))
+    legs = ([1, 2], [4, 5], [7, 8])  # hips, knees, ankles
+    source_leg = leg_length(rest_b, *([m[i] for i in side] for side in legs))
+    scale = leg_length(J, *legs) / source_leg
+    units, metres = detect_units(source, config.units, source_leg)
     # the hip joints, not the roots, are put in the same place: roots sit at different heights above them
     world = world_positions(source, C, scale, metres, m[0])
     hips = 0.5 * (world[:, m[1]] + world[:, m[2]])

@@ -64,8 +64,9 @@ CONVENTIONS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 _PREFIX = re.compile(r"^[mf]_avg_")
-_SIDES = (re.compile(r"^(?P<side>left|right)(?P<rest>.+)$", re.I), re.compile(r"^(?P<rest>.+)(?P<side>left|right)$", re.I),
-          re.compile(r"^(?P<side>[lr])[._\- ](?P<rest>.+)$", re.I), re.compile(r"^(?P<rest>.+)[._\- ](?P<side>[lr])$", re.I))
+_SIDES = tuple(re.compile(p, re.I) for p in (
+    r"^(?P<side>left|right)(?P<rest>.+)$", r"^(?P<rest>.+)(?P<side>left|right)$",   # LeftArm, ArmRight
+    r"^(?P<side>[lr])[._\- ](?P<rest>.+)$", r"^(?P<rest>.+)[._\- ](?P<side>[lr])$"))  # L_Arm, Arm.L, arm_l
 
 
 def canonical(name: str) -> str:

@@ -19,7 +19,7 @@ from neural.retarget_names import JOINT_NAMES, PARENTS
 from neural.rotations import axis_angle_to_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
-CMU_PLACES = (ROOT / ".cache" / "assimp-testmodels" / "usr/share/assimp/models/BVH", Path("/usr/share/assimp/models/BVH"))
+CMU_PLACES = (ROOT / ".cache/assimp-testmodels/usr/share/assimp/models/BVH", Path("/usr/share/assimp/models/BVH"))
 
 
 def smooth_poses(T: int, seed: int, scale: float = 0.4) -> np.ndarray:
@@ -52,8 +52,8 @@ def smpl_bvh(path: Path, poses: np.ndarray, trans: np.ndarray, joints: np.ndarra
     local[:, 1:] = np.swapaxes(source[:, list(PARENTS[1:])], -1, -2) @ source[:, 1:]
     ends = np.full((24, 3), np.nan)
     for leaf in (10, 11, 15, 22, 23):
-        ends[leaf] = W @ rest[leaf] @ (np.array([0, 0.1, 0]) if leaf == 15 else 0.3 * (joints[leaf] - joints[PARENTS[leaf]])) \
-            / metres_per_unit
+        tip = np.array([0, 0.1, 0]) if leaf == 15 else 0.3 * (joints[leaf] - joints[PARENTS[leaf]])
+        ends[leaf] = W @ rest[leaf] @ tip / metres_per_unit
     rotations = tuple(f"{axis}rotation" for axis in order)
     skeleton = BvhSkeleton(names=names, parents=PARENTS, offsets=offsets, end_sites=ends,
                            channels=tuple((("Xposition", "Yposition", "Zposition") if p < 0 else ()) + rotations

@@ -49,7 +49,7 @@ def test_bvh_import_keys_the_retargeted_clip_and_blenders_importer_agrees(blank,
     blank.render.fps, blank.frame_start = 120, 1
     arm = character(blank, tmp_path)
     assert bpy.ops.humangan.import_mocap(filepath=str(clip)) == {"FINISHED"}
-    assert blank.frame_end == FRAMES
+    assert blank.frame_end == FRAMES and arm.animation_data.action.name == "Human_cmu_walk"
     fcurves = arm.animation_data.action.fcurves if hasattr(arm.animation_data.action, "fcurves") else None
     if fcurves is not None:
         assert len(fcurves) == 24 * 4 + 3
@@ -72,6 +72,7 @@ def test_bvh_import_keys_the_retargeted_clip_and_blenders_importer_agrees(blank,
         obj.select_set(obj in (source, second))
     bpy.context.view_layer.objects.active = second
     assert bpy.ops.humangan.retarget_armature(source=source.name) == {"FINISHED"}
+    assert second.animation_data.action.name == f"{second.name}_{source.name}"
     from_blender = local_poses(second, blank, frames)
     assert degrees_between(from_blender[:, 1:], keyed[:, 1:]).max() < 1.0
     # and, the source being a person's size, the character walks where it walks
@@ -92,7 +93,7 @@ def test_unusable_clip_is_refused_by_name_and_nothing_is_keyed(blank, tmp_path, 
         expected = r"bad\.bvh, line %d: nan in frame %d .*bone 'Hips', channel Yrotation" % (len(lines) - 2, FRAMES - 3)
     else:
         lines = [ln.replace("LeftLeg", "LeftWing").replace("RightLeg", "RightWing") for ln in lines]
-        expected = r"bad\.bvh has no recognisable legs or spine: no bone plays the SMPL joint\(s\) left_knee, right_knee"
+        expected = r"bad\.bvh has no recognisable legs or spine: no bone plays the SMPL joint\(s\) left_knee, "
     (tmp_path / "bad.bvh").write_text("\n".join(lines) + "\n")
     with pytest.raises(RuntimeError, match=expected):
         bpy.ops.humangan.import_mocap(filepath=str(tmp_path / "bad.bvh"))
