@@ -86,7 +86,8 @@ def import_motion(scene: bpy.types.Scene, arm: bpy.types.Object, path: Path, *, 
     return count
 
 
-def key_motion(scene: bpy.types.Scene, arm: bpy.types.Object, rig: RigInfo, motion: Motion, label: str) -> int:
+def key_motion(scene: bpy.types.Scene, arm: bpy.types.Object, rig: RigInfo, motion: Motion, label: str,
+               progress: Progress | None = None) -> int:
     """Keyframe a motion in the Z-up world (AMASS's, taken as Blender's) onto an SMPL armature, resampled to the
     scene's frame rate, from the scene's start frame, as a new action `<armature>_<label>`; returns the frame count."""
     fps = scene.render.fps / scene.render.fps_base
@@ -100,6 +101,8 @@ def key_motion(scene: bpy.types.Scene, arm: bpy.types.Object, rig: RigInfo, moti
         for name, basis in bases.items():
             quats.setdefault(name, []).append(basis[:3, :3])
         pelvis.append(bases[rig.bones[0]][:3, 3])
+        if progress and k % 50 == 0:
+            progress(k, len(local.poses), "keying")
     locations = np.stack(pelvis)
     if arm.animation_data is None:
         arm.animation_data_create()
@@ -216,7 +219,8 @@ def _retarget_and_key(scene, arm, rig: RigInfo, source: SourceMotion, name: str,
     result = retarget(source, target, config)
     metrics = measure(source, result, target)
     poses, trans = to_z_up(result, target.joints[0])
-    frames = key_motion(scene, arm, rig, Motion(poses=poses, trans=trans, betas=np.zeros(0), fps=result.fps), name)
+    frames = key_motion(scene, arm, rig, Motion(poses=poses, trans=trans, betas=np.zeros(0), fps=result.fps), name,
+                        progress)
     return MocapReport(frames=frames, convention=result.convention, unmapped=result.unmapped, units=result.units,
                        metrics=metrics)
 

@@ -197,9 +197,9 @@ def _progress(context):
 
     def update(done: int, total: int, stage: str) -> None:
         if not started:
-            wm.progress_begin(0, max(total, 1))
-            started.append(total)
-        wm.progress_update(done)
+            wm.progress_begin(0, 1)
+            started.append(True)
+        wm.progress_update(done / max(total, 1))  # one bar, refilled per stage (sampling, retargeting, keying)
         if total >= 500 and done % 500 == 0:
             print(f"HumanGAN: {stage} {done}/{total}")
 

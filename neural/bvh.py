@@ -72,7 +72,10 @@ class BvhMotion:
 
     @property
     def fps(self) -> float:
-        return 1.0 / self.frame_time
+        """1 / frame_time, snapped to a whole rate within 10 ppm: files round the frame time (0.0083333 s is 120
+        fps, not 120.0005; unsnapped, a long clip loses its last frame when resampled to 120)."""
+        rate = 1.0 / self.frame_time
+        return float(round(rate)) if abs(rate - round(rate)) < 1e-5 * rate else rate
 
     def local_rotations(self) -> np.ndarray:
         """(T, J, 3, 3) each joint's rotation relative to its parent (identity at rest)."""

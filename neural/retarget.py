@@ -393,8 +393,7 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, t: np.ndarray) -> np.ndarray:
 def resample(poses: np.ndarray, trans: np.ndarray, fps: float, new_fps: float) -> tuple[np.ndarray, np.ndarray]:
     """A motion (poses (T, J, 3) axis-angle, trans (T, 3)) at another frame rate: frame k is time k / new_fps;
     rotations slerped, translation linear; returns (poses (T', J, 3), trans (T', 3))."""
-    # a thousandth of a frame of slack: files round frame times (0.0083333 s for 120 fps)
-    count = int(np.floor((len(poses) - 1) / fps * new_fps + 1e-3)) + 1
+    count = int(np.floor((len(poses) - 1) / fps * new_fps + 1e-9)) + 1
     at = np.arange(count) * fps / new_fps
     i0 = np.minimum(np.floor(at).astype(int), len(poses) - 1)
     i1 = np.minimum(i0 + 1, len(poses) - 1)

@@ -110,3 +110,14 @@ def test_menu_entry_and_bone_map_reach_the_retarget(blank, tmp_path, clip):
     blank.frame_set(40)
     pose = rig.read_pose(arm, rig.read_rig(arm)).pose
     assert np.linalg.norm(pose[18]) < 1e-5 and np.linalg.norm(pose[19]) > 1e-3  # unmapped left elbow stays at rest
+
+
+def test_long_clips_report_progress_by_stage(blank, tmp_path, clip):
+    blank.render.fps = 120
+    arm = character(blank, tmp_path)
+    calls = []
+    report = motion.import_bvh(blank, arm, clip, RetargetConfig(), lambda done, total, stage: calls.append(
+        (stage, done, total)))
+    stages = [c[0] for c in calls]
+    assert stages[0] == "retargeting" and stages.count("keying") == 3  # frames 0, 50, 100 of 150
+    assert all(0 <= done < total for _, done, total in calls) and report.frames == calls[-1][2]
