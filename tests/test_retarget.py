@@ -214,3 +214,21 @@ def test_importing_the_retargeter_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_render_command_takes_a_bvh_pose_file(tmp_path, target):
+    """`python -m neural render --pose clip.bvh`: one RGBA PNG per selected frame, the person drawn."""
+    from PIL import Image
+    from tiny_body import write_tiny_model
+
+    from neural.__main__ import main
+
+    model, body = write_tiny_model(tmp_path)
+    poses, trans = motion(target)
+    clip = smpl_bvh(tmp_path / "walk.bvh", poses, trans, target.joints)
+    out = tmp_path / "out"
+    assert main(["render", "--model", str(model), "--body", str(body), "--pose", str(clip), "--frames", "3:5",
+                 "--size", "32x24", "--device", "cpu", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["frame_00003_yaw+0.png", "frame_00004_yaw+0.png"]
+    alpha = np.asarray(Image.open(out / "frame_00004_yaw+0.png"))[..., 3]
+    assert alpha.max() == 255 and alpha.min() == 0
