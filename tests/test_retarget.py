@@ -98,6 +98,22 @@ def test_cmu_clip_follows_the_source_within_ten_degrees_with_feet_on_the_floor(t
         assert metrics.frames == 2752 and back.fps == pytest.approx(120, rel=1e-3)
 
 
+def test_motionbuilder_style_clip_from_assimp(target):
+    """assimp's Boxing_Toes.bvh: plain names (Ab, Chest, LeftCollar, LeftShoulder = the upper arm, ...), cm, 100 fps,
+    one row more than it declares."""
+    path = next((p / "Boxing_Toes.bvh" for p in CMU_PLACES if (p / "Boxing_Toes.bvh").is_file()), None)
+    if path is None:
+        pytest.skip(f"Boxing_Toes.bvh is not in {', '.join(map(str, CMU_PLACES))}: run `make test` to unpack "
+                    "Debian's assimp-testmodels")
+    back, source = retarget_bvh(path, target)
+    assert (back.convention, back.units, back.fps) == ("plain", "cm", 100.0)
+    assert back.bones[JOINT_NAMES.index("left_collar")] == "LeftCollar"
+    assert back.bones[JOINT_NAMES.index("left_shoulder")] == "LeftShoulder"
+    assert back.unmapped == ("spine2", "left_hand", "right_hand")
+    metrics = measure(source, back, target)
+    assert metrics.angle_mean < 5.0 and metrics.penetration_mean < 2.0
+
+
 def test_canonical_names_and_a_user_map():
     for name in ("mixamorig:LeftUpLeg", "L_UpLeg", "UpLeg.L", "upleg_l", "Armature|LeftUpLeg", "LeftUpLeg"):
         assert canonical(name) == "leftupleg", name
