@@ -143,3 +143,18 @@ def test_scaled_armature_is_refused_by_name(blank):
     bpy.context.view_layer.update()
     with pytest.raises(rig.RigError, match="'Giant' is scaled"):
         rig.read_pose(obj, rig.read_rig(obj))
+
+
+def test_a_new_human_stands_keyed_in_a_relaxed_a_pose_over_a_t_pose_rest(blank, tmp_path):
+    bpy.ops.object.humangan_human_add(body_file=str(write_body(tmp_path / "body.npz")))
+    arm = bpy.context.active_object
+    info = rig.read_rig(arm)
+    blank.frame_set(blank.frame_current + 10)  # the key holds at every frame
+    pose = rig.read_pose(arm.evaluated_get(bpy.context.evaluated_depsgraph_get()), info).pose
+    np.testing.assert_allclose(pose, rig.relaxed_pose(), atol=1e-5)
+    assert pose[16, 2] < -0.9 and pose[17, 2] > 0.9  # arms down, not a T
+    # the rest pose is SMPL's T-pose: the rest shoulder → elbow runs along the body's ±X
+    heads = {n: np.array(arm.data.bones[n].head_local) for n in ("left_shoulder", "left_elbow")}
+    direction = heads["left_elbow"] - heads["left_shoulder"]
+    assert abs(direction[0]) > 0.99 * np.linalg.norm(direction)
+    assert arm.animation_data.action is not None

@@ -178,3 +178,22 @@ def test_a_character_the_camera_is_inside_fails_alone_by_name(renderer):
     assert [(f.index, f.name) for f in both.failures] == [(0, "Bad")] and "camera" in both.failures[0].reason
     np.testing.assert_array_equal(both.rgba, alone.rgba)
     assert (alone.rgba[..., 3] > 0).sum() > 100
+
+
+def test_matte_unmixes_white_and_keeps_what_the_generator_paints_beyond_the_mesh():
+    from neural.renderer import matte
+
+    white, grey, hair = [1.0, 1.0, 1.0], [0.6, 0.6, 0.6], [0.25, 0.2, 0.15]
+    rgb = torch.tensor([white, grey, hair, hair, [0.55, 0.6, 0.65]])
+    covered = torch.tensor([False, False, False, False, True])
+    coverage = torch.tensor([0.0, 0.3, 0.0, 0.0, 0.5])   # the body's share of the model's pixel
+    halo = torch.tensor([0.9, 0.9, 0.9, 0.0, 1.0])       # field opacity × halo weight
+    colour, alpha = matte(rgb, covered, coverage, halo)
+    assert alpha[0] == 0                                  # white beside the body: nothing
+    assert alpha[1] == pytest.approx(0.1, abs=1e-6)       # 0.4 needed, 0.3 of it the body's own anti-aliasing
+    assert alpha[2] == pytest.approx(0.85, abs=1e-6)      # hair: as opaque as its darkness over white needs
+    assert alpha[3] == 0                                  # beyond the halo: nothing, however dark
+    assert alpha[4] == 1                                  # on the body: opaque, colour un-mixed by its coverage
+    np.testing.assert_allclose(colour[4], [0.1, 0.2, 0.3], atol=1e-6)
+    over_white = colour * alpha[:, None] + (1 - alpha[:, None])
+    np.testing.assert_allclose(over_white[[0, 2]], rgb[[0, 2]], atol=1e-6)  # over white: the generator's own image
