@@ -101,10 +101,16 @@ class Generator(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             condition, body_to_generator = pm.condition(body)
             canonical = camera.transformed(body_to_generator)
+            readout_scale = 1
             if config.conditioning == "styles":
-                canonical = canonical.resized(config.render_width * style_scale, config.render_height * style_scale)
+                # the surface readout reads a finer map at the body's surface over the model's own volume
+                readout_scale = style_scale if config.readout == "surface" and config.readout_subsamples == 1 else 1
+                volume_scale = style_scale // readout_scale
+                canonical = canonical.resized(config.render_width * volume_scale,
+                                              config.render_height * volume_scale)
             pose = self.pose_mapping(condition, canonical, psi=psi, jitter=jitter, generator=generator,
-                                     last_back=last_back, noise_std=noise_std, fast=fast)
+                                     last_back=last_back, noise_std=noise_std, fast=fast,
+                                     readout_scale=readout_scale)
         folded = None
         if fast and not self.training and isinstance(self.backbone, Backbone) \
                 and config.normalization == "batch":

@@ -29,6 +29,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from neural.body import NUM_JOINTS, PosedBody
 from neural.camera import Camera
@@ -203,9 +204,14 @@ class PoseMappingNetwork(nn.Module):
 
     def forward(self, body: PoseCondition, camera: Camera, *, psi: float = 1.0, jitter: Tensor | None = None,
                 generator: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
-                fast: bool = True) -> PoseMap:
+                fast: bool = True, readout_scale: int = 1) -> PoseMap:
         """Render the pose field through `camera` (any resolution h × w, in the generator frame: the caller's
         camera transformed by `cano` from `condition`).
+
+        readout_scale k > 1 (surface readout only): the style map at k·h × k·w, its pixels that meet the body read
+        at their own surface point, the others the h × w map's features bilinearly upsampled; opacity and depth
+        stay at h × w. Where the body is seen this equals rendering the field at k× (the volume only decides the
+        pixels that miss it), at the cost of the k²·h·w surface points instead of k²·h·w·S samples.
 
         jitter (B, h·w, S) uniform draws reproduce a recorded stratified sampling; generator draws them (training);
         neither samples bin centres. last_back: the official inference fill. noise_std: density noise (training).
@@ -220,9 +226,37 @@ class PoseMappingNetwork(nn.Module):
                 raise ValueError("last_back (the official fill) belongs to the volume readout, not 'surface'")
             if body.faces is None:
                 raise ValueError("the surface readout rasterises the body: PoseCondition.faces is required")
+        if int(readout_scale) != readout_scale or readout_scale < 1 or (
+                readout_scale > 1 and (self.config.readout != "surface" or self.config.readout_subsamples != 1)):
+            raise ValueError(f"readout_scale {readout_scale!r}: a positive integer, and > 1 only with the surface "
+                             "readout (readout_subsamples 1); render a volume readout through a finer camera instead")
         with torch.autocast(camera.K.device.type, enabled=False):
-            return self._render(body, camera, psi=psi, jitter=jitter, generator=generator, last_back=last_back,
+            pose = self._render(body, camera, psi=psi, jitter=jitter, generator=generator, last_back=last_back,
                                 noise_std=noise_std, fast=fast)
+            return pose if readout_scale == 1 else self._fine_surface(pose, body, camera, psi, fast, readout_scale)
+
+    def _fine_surface(self, pose: PoseMap, body: PoseCondition, camera: Camera, psi: float, fast: bool,
+                      k: int) -> PoseMap:
+        """`pose` (h × w) with its style map and rgb replaced by k× finer ones (see forward's readout_scale)."""
+        fine = camera.resized(k * camera.width, k * camera.height)
+        B = body.batch_size
+        with torch.no_grad():
+            fragments = rasterize(body.vertices, body.faces, fine)
+            surface = interpolate(fragments, body.faces, body.vertices).reshape(B, -1, 3)
+        hit = fragments.mask.reshape(B, -1)
+        coarse = torch.cat([pose.rgb, pose.style_map], 1)
+        out = F.interpolate(coarse, size=(fine.height, fine.width), mode="bilinear", align_corners=False)
+        out = out.flatten(2).transpose(1, 2).clone()                                      # (B, k²hw, 3 + Ns)
+        nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
+        for b in range(B):
+            index = hit[b].nonzero()[:, 0]
+            if len(index):
+                f = self._field(surface[b:b + 1, index], _take_body(body, b), self._evaluator(psi, fast),
+                                _take_nearest(nearest, body, b, fast))
+                out[b, index] = f[0, :, :-1]
+        image = out.transpose(1, 2).reshape(B, -1, fine.height, fine.width)
+        return PoseMap(style_map=image[:, 3:], rgb=image[:, :3], opacity=pose.opacity, depth=pose.depth,
+                       optical_depth=pose.optical_depth)
 
     def _render(self, body: PoseCondition, camera: Camera, *, psi: float, jitter: Tensor | None,
                 generator: torch.Generator | None, last_back: bool, noise_std: float, fast: bool) -> PoseMap:
@@ -288,3 +322,14 @@ class PoseMappingNetwork(nn.Module):
         for p in points.split(chunk, dim=1):
             outs.append(evaluate(p, geo_features(p, body, self.config.feature_order, nearest=nearest(p))))
         return torch.cat(outs, dim=1)
+
+
+def _take_body(body: PoseCondition, b: int) -> PoseCondition:
+    return PoseCondition(vertices=body.vertices[b:b + 1], joints=body.joints[b:b + 1],
+                         transforms=body.transforms[b:b + 1], weights=body.weights, template=body.template,
+                         faces=body.faces)
+
+
+def _take_nearest(nearest: NearestVertices, body: PoseCondition, b: int, fast: bool) -> NearestVertices:
+    return nearest if body.batch_size == 1 else NearestVertices(body.vertices[b:b + 1], fast=fast,
+                                                                rest=body.template)

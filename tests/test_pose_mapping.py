@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from torch.nn import functional as F
 
 import official_fixture
 import pose_fixture
@@ -287,3 +288,26 @@ def test_autocast_does_not_reach_the_sine_layers():
             mixed = net(body, cam)
     assert mixed.style_map.dtype == torch.float32
     torch.testing.assert_close(mixed.style_map, plain.style_map, rtol=0, atol=1e-6)
+
+
+def test_a_finer_surface_readout_equals_the_field_rendered_finer_where_the_body_is_seen():
+    net, _ = _tiny_setup(seed=3)
+    body, _ = condition(BodyModel(arrays=box_body_arrays())(pose=_pose(2, seed=3, root=False)))
+    surface = PoseMappingNetwork(PRESETS["tiny"].replace(readout="surface"))
+    surface.load_state_dict(net.state_dict())
+    cam = _front_camera(2, width=8, height=16)
+    k = 3
+    with torch.no_grad():
+        coarse = surface(body, cam, psi=0.7)
+        fine = surface(body, cam, psi=0.7, readout_scale=k)
+        full = surface(body, cam.resized(8 * k, 16 * k), psi=0.7)
+    hit = rasterize(body.vertices, body.faces, cam.resized(8 * k, 16 * k)).mask[:, None]
+    assert fine.style_map.shape == (2, 16, 16 * k, 8 * k) and hit.float().mean() > 0.1 and (~hit).any()
+    got, want = torch.cat([fine.rgb, fine.style_map], 1), torch.cat([full.rgb, full.style_map], 1)
+    torch.testing.assert_close(got * hit, want * hit, rtol=1e-4, atol=1e-5)  # on the body: the finer rendering
+    upsampled = F.interpolate(torch.cat([coarse.rgb, coarse.style_map], 1), scale_factor=k, mode="bilinear",
+                              align_corners=False)
+    torch.testing.assert_close(got * ~hit, upsampled * ~hit)  # beside it: the model's own map, upsampled
+    torch.testing.assert_close(fine.opacity, coarse.opacity)
+    with pytest.raises(ValueError, match="surface readout"):
+        net(body, cam, readout_scale=2)
