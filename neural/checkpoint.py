@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from .config import GeneratorConfig
+from .files import write_atomic
 
 FORMAT = "humangan-checkpoint/1"
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
@@ -73,15 +73,7 @@ def save(path: str | Path, generator, *, body_fingerprint: str, step: int = 0, e
         "extra": json.dumps(extra or {}),
         "content_sha256": content_hash(tensors),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as f:  # on disk before the rename, so a crash leaves the old file or the new one
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_metadata(path: str | Path) -> Metadata:

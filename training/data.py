@@ -21,7 +21,6 @@ exactly at any step.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,19 +30,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from neural.files import write_atomic, write_text_atomic
+
 FORMAT = "humangan-dataset"
 VERSION = 1
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file and rename it over `path`, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON atomically (neural/files.py), so readers never see half a file."""
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 class DatasetWriter:
@@ -97,12 +93,19 @@ class DatasetWriter:
         if not self.names:
             raise ValueError(f"dataset {self.root} has no valid items; nothing to write")
         arrays = {k: np.stack(v) for k, v in self.fits.items()}
-        np.savez(self.root / "fits.npz", name=np.array(self.names), **arrays)
+        _savez(self.root / "fits.npz", name=np.array(self.names), **arrays)
         for file, group in (extra_arrays or {}).items():
-            np.savez(self.root / f"{file}.npz", **group)
+            _savez(self.root / f"{file}.npz", **group)
         manifest = {**self.meta, "count": len(self.names), "names": self.names, "extra": extra or {}}
         write_json_atomic(self.root / "manifest.json", manifest)
         return manifest
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
+            np.savez(f, **arrays)
+    write_atomic(path, write)
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:

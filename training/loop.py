@@ -32,6 +32,7 @@ from torch import Tensor
 from neural.body import BodyModel, free_body_path
 from neural.camera import Camera
 from neural.checkpoint import save as save_generator
+from neural.files import write_text_atomic
 from neural.generator import Generator
 from neural.raster import part_map, rasterize
 
@@ -313,9 +314,7 @@ def _trim_stats(path: Path, step: int) -> None:
             continue
         if record.get("step", math.inf) <= step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 class _Meter:

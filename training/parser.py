@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from neural.files import write_atomic
+
 from .data import PhotoDataset
 from .metrics.pose_accuracy import Confusion
 
@@ -197,10 +199,7 @@ def save_parser(path: str | Path, trained: TrainedParser) -> Path:
             "holdout": json.dumps(trained.holdout), "holdout_miou": repr(trained.holdout_miou), "data": trained.data,
             "final_loss": repr(trained.losses[-1] if trained.losses else float("nan")),
             "seconds": f"{trained.seconds:.1f}"}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def load_parser(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PartParser, dict]:

@@ -13,13 +13,14 @@ kept; the others are removed once a newer checkpoint is complete.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from neural.files import write_atomic
 
 FORMAT = "humangan-training-state/1"
 _STEP = re.compile(r"^(state|generator)-(\d+)\.safetensors$")
@@ -70,14 +71,7 @@ def save(path: Path, *, step: int, generator: nn.Module, discriminator: nn.Modul
     tensors.update(d_tensors)
     meta = {"format": FORMAT, "step": step, "opt_G": g_meta, "opt_D": d_meta,
             "scaler_G": g_scaler.state_dict(), "scaler_D": d_scaler.state_dict(), "extra": extra or {}}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"training_state": json.dumps(meta)})
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata={"training_state": json.dumps(meta)}))
 
 
 def load_metadata(path: Path) -> dict[str, Any]:
