@@ -37,6 +37,7 @@ from neural.generator import Generator
 from neural.raster import part_map, rasterize
 
 from . import distributed, state
+from .checks import check_losses, check_weights
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
@@ -66,8 +67,15 @@ def resolve_run(run: Path, config: TrainingConfig, data: Path, main: bool) -> No
     """Create the run folder with training_options.json, or check that a resumed run trains the same thing."""
     options = json.loads(json.dumps({"config": config.to_dict(), "data": str(Path(data).resolve())}))
     path = run / "training_options.json"
+    if run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"--run {run} is a file, not a run folder; pass a new or existing folder")
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+            old["config"], old["data"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}); restore it from a copy, or "
+                             "choose a new --run folder") from error
         old_config = {**old["config"], "steps": None}
         if old_config != {**options["config"], "steps": None} or old["data"] != options["data"]:
             raise ValueError(f"{run} holds a run with other options (see {path}); resume with the same preset and "
@@ -166,11 +174,16 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
     d_scaler = torch.amp.GradScaler(dev.type, enabled=amp)
 
     distributed.barrier(world)  # the run folder exists for every process
-    start = state.latest(run)
-    if start is not None:
-        state.load(state.state_path(run, start), generator=G, discriminator=D, g_optimizer=g_opt, d_optimizer=d_opt,
-                   g_scaler=g_scaler, d_scaler=d_scaler)
-        ema.load_state_dict(_read_tensors(state.generator_path(run, start)))
+    resumed = state.resume(run, log=_say if ctx.main else lambda text: None, main=ctx.main)
+    distributed.barrier(world)  # damaged checkpoints are moved aside before anyone prunes
+    if resumed is not None:
+        start = resumed.step
+        state.restore(resumed.tensors, resumed.meta, generator=G, discriminator=D, g_optimizer=g_opt,
+                      d_optimizer=d_opt, g_scaler=g_scaler, d_scaler=d_scaler)
+        ema.load_state_dict(resumed.ema)
+        if ctx.main:
+            _say(f"resumed from step {start} ({resumed.path})")
+        del resumed
     else:
         start = 0
         distributed.broadcast(G, world)
@@ -261,12 +274,12 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         update_ema(ema, G, step, config.ema_decay)
 
         done = step + 1
-        d_loss, g_loss = d_loss.item(), g_loss.item()
-        meter.tick(done, {"D": d_loss, "G": g_loss})
+        losses = {"loss_D": d_loss.item(), "loss_G": g_loss.item(), "r1": r1.item(), "silhouette": silhouette.item(),
+                  "surface_depth": surface.item(), "mode_seeking": seeking.item()}
+        check_losses(done, losses, lambda: _newest(run))
+        meter.tick(done, {"D": losses["loss_D"], "G": losses["loss_G"]})
         if done % config.log_every == 0 or done == config.steps:
-            values = distributed.mean_over_processes(
-                {"loss_D": d_loss, "loss_G": g_loss, "r1": r1.item(), "silhouette": silhouette.item(),
-                 "surface_depth": surface.item(), "mode_seeking": seeking.item()}, world, dev)
+            values = distributed.mean_over_processes(losses, world, dev)
             if ctx.main:
                 memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
                     if dev.type == "cuda" else {}
@@ -277,6 +290,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         if done % config.checkpoint_every == 0 or done == config.steps:
             distributed.check_in_sync(G, world, "generator")
             distributed.check_in_sync(D, world, "discriminator")
+            check_weights(done, {"generator": G, "discriminator": D, "EMA generator": ema}, lambda: _newest(run))
             if ctx.main:
                 extra = {"body_file": str(body_file), "data": str(data), "config": config.to_dict()}
                 state.save(state.state_path(run, done), step=done, generator=G, discriminator=D, g_optimizer=g_opt,
@@ -290,10 +304,14 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
     return config.steps
 
 
-def _read_tensors(path: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
-    return load_file(str(path))
+
+def _newest(run: Path) -> str:
+    step = state.latest(run)
+    return f"The newest checkpoint, step {step} ({state.state_path(run, step)}), is untouched" if step else \
+        "No checkpoint was written yet"
 
 
 def _append_stats(path: Path, record: dict) -> None:
