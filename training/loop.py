@@ -38,6 +38,8 @@ from neural.raster import part_map, rasterize
 
 from . import distributed, state
 from .checks import check_losses, check_weights
+from .memory import check_training
+from .validate import listing
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
@@ -61,6 +63,19 @@ def load_body(manifest: dict, body_path: Path | None) -> tuple[BodyModel, Path]:
                                  f"{want} ({manifest['body']['file']}). Pass that file with --body")
     raise FileNotFoundError(f"the dataset's body file {manifest['body']['file']} (fingerprint {want}) was not found; "
                             "pass it with --body")
+
+
+def usable_dataset(data: Path, gc, *, skip_bad: bool, log) -> PhotoDataset:
+    """The dataset at the generator's resolution, after checking every item; bad ones refused or left out."""
+    dataset = PhotoDataset(data, height=gc.height, width=gc.width)
+    bad = dataset.bad_items()
+    if bad and (not skip_bad or len(bad) == len(dataset)):
+        what = "every item is bad" if skip_bad else "train with --skip-bad to leave them out, or repair them"
+        raise ValueError(f"dataset {data}: {len(bad)} of {len(dataset)} items are bad ({what}):\n{listing(bad)}")
+    if bad:
+        log(f"--skip-bad: training without {len(bad)} of {len(dataset)} items of {data}:\n{listing(bad)}")
+        dataset = PhotoDataset(data, height=gc.height, width=gc.width, exclude=bad)
+    return dataset
 
 
 def resolve_run(run: Path, config: TrainingConfig, data: Path, main: bool) -> None:
@@ -147,20 +162,22 @@ def surface_distance(posed, camera: Camera) -> tuple[Tensor, Tensor]:
 
 
 def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | None = None, device: str = "auto",
-          progress: bool = True) -> int:
-    """Train until `config.steps`; returns the step reached. Resumes from the newest complete checkpoint in `run`."""
+          progress: bool = True, skip_bad: bool = False) -> int:
+    """Train until `config.steps`; returns the step reached. Resumes from the newest complete checkpoint in `run`.
+    The dataset is checked first: bad items are refused, listed by name, or with `skip_bad` left out."""
     ctx = distributed.init(device)
     dev, world = ctx.device, ctx.world
     if config.batch % world:
         raise ValueError(f"global batch {config.batch} is not divisible by {world} processes")
     local_batch = config.batch // world
+    check_training(config, dev, world=world)
     run = Path(run)
     manifest = read_manifest(data)
     body, body_file = load_body(manifest, body_path)
     body = body.to(dev)
-    resolve_run(run, config, data, ctx.main)
     gc = config.generator
-    dataset = PhotoDataset(data, height=gc.height, width=gc.width)
+    dataset = usable_dataset(data, gc, skip_bad=skip_bad, log=_say if ctx.main else lambda text: None)
+    resolve_run(run, config, data, ctx.main)
 
     torch.manual_seed(config.seed)
     G = Generator(gc).to(dev).train()

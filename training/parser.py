@@ -211,8 +211,12 @@ def load_parser(path: str | Path, *, device: str | torch.device = "cpu") -> tupl
     if not path.is_file():
         raise FileNotFoundError(f"parser file {path} does not exist; train one with "
                                 "`python -m training evaluate --train-parser --data DIR --out DIR`")
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"{path} is not a readable parser file ({error}); pass the parser.safetensors written by "
+                         "`evaluate --train-parser`, or train a new one") from error
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a parser file (format {meta.get('format')!r}, expected {FORMAT!r}); "
                          "pass the parser.safetensors written by `evaluate --train-parser`")

@@ -12,7 +12,6 @@ or, with `strict`, refused before anything is written.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,12 +180,8 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
     return report
 
 
-def main(args) -> int:
-    try:
-        prepare(images=args.images, fits=args.fits, out=args.out, body_path=args.body, height=args.height,
-                width=args.width, masks=args.masks, parts=args.parts, margin=args.margin, strict=args.strict)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+def main(args) -> None:
+    """The `prepare` command (errors propagate to the command line's one error block, neural/cli.py)."""
+    prepare(images=args.images, fits=args.fits, out=args.out, body_path=args.body, height=args.height,
+            width=args.width, masks=args.masks, parts=args.parts, margin=args.margin, strict=args.strict)
 
