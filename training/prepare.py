@@ -96,14 +96,15 @@ def _rasterize_parts(body: BodyModel, fit: Fit, K: np.ndarray, world_to_camera: 
 def read_photo(path: Path) -> np.ndarray:
     """(H, W, 4) uint8 RGBA of a photo; ValueError for one over MAX_PHOTO_PIXELS, read from its header alone."""
     try:
-        with warnings.catch_warnings(), Image.open(path) as img:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked here instead
-            w, h = img.size
-            if w * h > MAX_PHOTO_PIXELS:
-                raise ValueError(f"the photo is {w}×{h} ({w * h / 1e6:.0f} MP), over the {MAX_PHOTO_PIXELS / 1e6:.0f} "
-                                 "MP limit; downscale it (the dataset is far smaller anyway)")
-            img.load()
-            return np.asarray(img.convert("RGBA"))
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PHOTO_PIXELS:
+                    raise ValueError(f"the photo is {w}×{h} ({w * h / 1e6:.0f} MP), over the "
+                                     f"{MAX_PHOTO_PIXELS / 1e6:.0f} MP limit; downscale it (the dataset is far smaller)")
+                img.load()
+                return np.asarray(img.convert("RGBA"))
     except Image.DecompressionBombError as error:  # PIL's own refusal, at twice its warning limit
         raise ValueError(f"the photo is a decompression bomb by PIL's measure ({error})") from error
 
