@@ -21,6 +21,7 @@ import torch
 
 from neural import checkpoint
 from neural.body import BodyModel
+from neural.cli import psi_argument, seed_argument
 
 from .arguments import portrait_size
 from .data import PhotoDataset, read_manifest
@@ -135,8 +136,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, nargs="+", default=[], help="generator checkpoints (.safetensors)")
     p.add_argument("--count", type=int, default=d.count, help=f"FID/KID and pose samples (default {d.count})")
     p.add_argument("--people", type=int, default=d.people, help=f"identities for consistency (default {d.people})")
-    p.add_argument("--psi", type=float, default=d.psi, help=f"truncation ψ (default {d.psi:g})")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--psi", type=psi_argument, default=d.psi, help=f"truncation ψ (default {d.psi:g})")
+    p.add_argument("--seed", type=seed_argument, default=d.seed)
     p.add_argument("--batch", type=int, default=16, help="images per generator call (speed only)")
     p.add_argument("--parser", type=Path, default=None, help="judge parser (.safetensors) for pose accuracy")
     p.add_argument("--train-parser", action="store_true", help="train the judge parser on --data first "
