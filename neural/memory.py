@@ -42,3 +42,13 @@ def check_fits(what: str, estimate: int, *, device: torch.device | str = "cpu", 
         where = "GPU" if torch.device(device).type == "cuda" else "system"
         raise MemoryError(f"{what} needs about {gib(estimate)} (estimate), more than the {gib(limit)} of {where} "
                           f"memory available; {hint}")
+
+
+RENDER_BASE = 400 * 2**20  # interpreter, torch, model, body
+RENDER_PER_PIXEL = 300  # bytes per output pixel of `neural render` (compositing, RGBA, PNG); measured 217 to 255
+
+
+def check_render_size(width: int, height: int) -> None:
+    """Refuse an output size whose frame cannot be composited in the memory available."""
+    check_fits(f"--size {width}x{height}", RENDER_BASE + RENDER_PER_PIXEL * width * height,
+               hint="choose a smaller --size (the model's own frame is the sharpest anyway)")

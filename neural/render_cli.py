@@ -22,6 +22,7 @@ import torch
 from .amass import read_amass
 from .body import BodyModel
 from .cli import check_finite_image, psi_argument, seed_argument
+from .memory import check_render_size
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # Rx(−90°): +Z → +Y, +Y → −Z
@@ -128,6 +129,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if len(indices) == 0:
         raise ValueError(f"--frames selects no frame of the {len(motion.poses)} in {args.pose or 'the T-pose'}")
     width, height = args.size or (renderer.config.width, renderer.config.height)
+    check_render_size(width, height)
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for t in indices:

@@ -70,3 +70,13 @@ def test_expected_errors_become_one_line_and_exit_1(capsys):
         raise MemoryError("needs 9 GiB")
 
     assert run_command("prog", fail) == 1 and capsys.readouterr().err == "prog: error: needs 9 GiB\n"
+
+
+def test_render_refuses_a_size_that_cannot_fit_with_estimate_and_limit(tmp_path, capsys):
+    model, body = write_tiny_model(tmp_path)
+    out = tmp_path / "out"
+    assert main(["render", "--model", str(model), "--body", str(body), "--device", "cpu", "--size", "20000x40000",
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "--size 20000x40000 needs about" in err and "GiB of system memory available" in err
+    assert "Traceback" not in err and not out.exists()

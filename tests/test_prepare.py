@@ -183,3 +183,15 @@ def test_the_fit_mask_is_rasterised_small_and_gives_the_same_crop(collection, tm
     assert seen == [W0 * H0, 64 * 32, W0 * H0 // 4, 64 * 32]  # the crop's mask, then the part map at dataset size
     assert np.abs(small["K"] - full["K"]).max() < 0.05 * full["K"][0, 0]  # the same crop within a pixel or two
     assert (small["parts"] != full["parts"]).mean() < 0.05
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_photo_is_read(collection, tmp_path, monkeypatch):
+    from training import prepare as module
+
+    root, body_path, _ = collection
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    monkeypatch.setattr(module, "process_image", lambda *a, **k: pytest.fail("a photo was processed"))
+    with pytest.raises(NotADirectoryError, match=f"--out {taken} is a file"):
+        prepare(images=root / "images", fits=root / "fits", out=taken, body_path=body_path, height=64, width=32)
+    assert taken.read_text() == "keep me"

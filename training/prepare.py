@@ -181,6 +181,9 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
             parts: Path | None = None, margin: float = 0.05, strict: bool = False, log=print) -> dict:
     """Build a dataset folder; returns the report {"written", "skipped": {name: reason}, ...} (also report.json)."""
     body = BodyModel.load(body_path)
+    # first, so that an --out that is a file or holds a dataset is refused before any photo is processed
+    writer = DatasetWriter(out, height=height, width=width, body_fingerprint=body.fingerprint,
+                           body_file=str(Path(body_path).resolve()), num_betas=body.num_betas, source="prepare")
     photos = _by_stem(images, IMAGE_SUFFIXES)
     if not photos:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images}")
@@ -204,8 +207,6 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
     if strict and skipped:
         listing = "\n".join(f"  {k}: {v}" for k, v in sorted(skipped.items()))
         raise ValueError(f"--strict: {len(skipped)} of {len(photos)} images have problems; nothing written:\n{listing}")
-    writer = DatasetWriter(out, height=height, width=width, body_fingerprint=body.fingerprint,
-                           body_file=str(Path(body_path).resolve()), num_betas=body.num_betas, source="prepare")
     for name, item in items.items():
         writer.add(name, **item)
     writer.finish(extra={"images": str(images), "fits": str(fits), "margin": margin})
