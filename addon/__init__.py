@@ -1,7 +1,7 @@
 """The HumanGAN Blender extension: a render engine that draws SMPL-rigged people with 3DHumanGAN.
 
-Only registration lives here (design.md §2). Installed from the built zip, the `neural` package is vendored in
-`_vendor/` next to this file and put first on sys.path; in a source checkout it comes from the environment.
+Only registration lives here (docs/overview.md §Packages). Installed from the built zip, the `neural` package is
+vendored in `_vendor/` next to this file and put first on sys.path; in a source checkout it comes from the environment.
 Blender imports this package as `bl_ext.<repo>.humangan`; `python -m addon build|render` as `addon`.
 """
 

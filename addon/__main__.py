@@ -1,4 +1,4 @@
-"""Command line of the add-on (design.md §2):
+"""Command line of the add-on (docs/overview.md §Packages):
 
     python -m addon build --out dist/ [--no-wheels] [--torch-index URL]
     python -m addon render --blend FILE --out DIR [--frames A-B] [--size WxH] [--model PATH] [--device auto|cpu|cuda]

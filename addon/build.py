@@ -1,4 +1,4 @@
-"""Build the installable extension zip (design.md §2): `python -m addon build --out dist/`.
+"""Build the installable extension zip (docs/overview.md §Packages): `python -m addon build --out dist/`.
 
 The zip holds the manifest (repo root `blender_manifest.toml`), the add-on modules (this folder, minus the build
 and command-line files), the `neural` package vendored as `_vendor/neural` (the add-on puts `_vendor` first on

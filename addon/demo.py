@@ -1,4 +1,4 @@
-"""The product demo through the HumanGAN render engine (design.md §1, README "Two commands"):
+"""The product demo through the HumanGAN render engine (docs/overview.md §Data flow, README "Two commands"):
 
     python -m addon demo --out demo_out [--model M.safetensors] [--size 320x240] [--frames 48] [--seeds 1,2]
 

@@ -1,5 +1,5 @@
-"""The HumanGAN render engine (design.md §1): F12 stills, Ctrl+F12 animations through Blender's own output
-settings, and the progressive viewport preview (preview.py).
+"""The HumanGAN render engine (docs/overview.md §Data flow): F12 stills, Ctrl+F12 animations through Blender's own
+output settings, and the progressive viewport preview (preview.py).
 
 Passes, in Blender's layout:
 - Combined: scene-linear Rec.709 RGB, premultiplied alpha, row 0 at the bottom. The generator's colours are
@@ -97,33 +97,16 @@ def rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
 
 
 def composite(results: list[FrameResult]) -> FrameResult:
-    """Per-pixel depth-ordered "over" of frame results (one per body file); a single result passes through."""
-    from neural.renderer import FrameResult
+    """Depth-ordered "over" of the frames of several body files (neural.renderer.composite)."""
+    from neural.renderer import composite as composite_frames
 
-    if len(results) == 1:
-        return results[0]
-    depth = np.stack([r.depth for r in results])                      # (K, H, W), inf = empty
-    order = np.argsort(depth, axis=0, kind="stable")
-    rgba = np.take_along_axis(np.stack([r.rgba for r in results]), order[..., None], 0)
-    out = np.zeros(rgba.shape[1:], np.float32)
-    transmittance = np.ones(rgba.shape[1:3], np.float32)
-    for layer in rgba:                                                 # front to back, premultiplied
-        a = layer[..., 3]
-        out[..., :3] += (transmittance * a)[..., None] * layer[..., :3]
-        out[..., 3] += transmittance * a
-        transmittance *= 1 - a
-    alpha = out[..., 3:]
-    out[..., :3] = np.where(alpha > 0, out[..., :3] / np.maximum(alpha, 1e-12), 0)
-    parts = np.take_along_axis(np.stack([r.parts for r in results]), order[:1], 0)[0]
-    return FrameResult(rgba=out, depth=depth.min(0), parts=parts)
+    return composite_frames(results)
 
 
 def empty_result(width: int, height: int) -> FrameResult:
-    from neural.renderer import FrameResult
+    from neural.renderer import empty_result as empty
 
-    return FrameResult(rgba=np.zeros((height, width, 4), np.float32),
-                       depth=np.full((height, width), np.inf, np.float32),
-                       parts=np.ones((height, width), np.uint8))
+    return empty(width, height)
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -134,15 +117,36 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
     return np.where(c > np.float32(0.04045), curve, c * np.float32(1 / 12.92))
 
 
-def to_passes(result: FrameResult) -> dict[str, np.ndarray]:
+def world_colour(scene: bpy.types.Scene) -> np.ndarray:
+    """The world's background colour (3,) linear, as Blender's engines show it behind everything: the Background
+    node feeding the world output (colour × strength; a linked colour counts as its default), else world.color;
+    black without a world."""
+    world = scene.world
+    if world is None:
+        return np.zeros(3, np.float32)
+    tree = world.node_tree if getattr(world, "use_nodes", True) else None
+    for node in (tree.nodes if tree is not None else ()):
+        if node.type == "OUTPUT_WORLD" and node.inputs["Surface"].is_linked:
+            source = node.inputs["Surface"].links[0].from_node
+            if source.type == "BACKGROUND":
+                colour = np.array(source.inputs["Color"].default_value[:3], np.float32)
+                return colour * np.float32(source.inputs["Strength"].default_value)
+    return np.array(world.color[:3], np.float32)
+
+
+def to_passes(result: FrameResult, background: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Blender pass buffers (flat float32, row 0 at the bottom) from a FrameResult (row 0 at the top, colours
-    already in [0, 1] as the Renderer gives them)."""
+    already in [0, 1] as the Renderer gives them). background: linear RGB (3,) under the people (Film >
+    Transparent off), or None for straight alpha over nothing."""
     rgba = result.rgba[::-1]
     combined = np.zeros(rgba.shape, np.float32)
     alpha = rgba[..., 3]
     seen = alpha > 0  # premultiplied colour is 0 elsewhere: decode only where a person is
     combined[seen, :3] = srgb_to_linear(rgba[seen, :3]) * alpha[seen, None]
     combined[..., 3] = alpha
+    if background is not None:  # Film > Transparent off: over the world colour, opaque, as Blender's engines
+        combined[..., :3] += (1 - alpha)[..., None] * np.asarray(background, np.float32)[:3]
+        combined[..., 3] = 1
     depth = np.where(np.isfinite(result.depth), result.depth, np.float32(BACKGROUND_DEPTH))[::-1]
     parts = result.parts[::-1].astype(np.float32) - 1
     return {"Combined": combined.ravel(), "Depth": np.ascontiguousarray(depth, np.float32).ravel(),
@@ -171,7 +175,10 @@ def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: 
             continue
         request = fit_betas(request, names, renderer.body.num_betas, report)
         try:
-            results.append(renderer.render(request, should_stop=should_stop, on_progress=progress, stride=stride))
+            result = renderer.render(request, should_stop=should_stop, on_progress=progress, stride=stride)
+            for failure in result.failures:  # left out alone; the others are in the frame
+                report(f"HumanGAN: character '{failure.name}' skipped: {failure.reason}")
+            results.append(result)
         except RenderCancelled:
             return None
         except Exception as error:
@@ -242,7 +249,8 @@ class HumanGanEngine(bpy.types.RenderEngine):
             self.end_result(out, cancel=True)
             return
         passes = out.layers[0].passes
-        for name, buffer in to_passes(result).items():
+        background = None if scene.render.film_transparent else world_colour(scene)
+        for name, buffer in to_passes(result, background).items():
             target = passes.get(name)
             if target is not None:
                 target.rect.foreach_set(buffer)

@@ -1,4 +1,4 @@
-"""Import AMASS-style motions onto an SMPL armature as keyframes (design.md §7: "how to animate from AMASS").
+"""Import AMASS-style motions onto an SMPL armature as keyframes (docs/overview.md §What users ask for).
 
 AMASS .npz: `poses` (T, 3·J) axis-angle with J = 24 (SMPL), 52 (SMPL-H) or 55 (SMPL-X), root first; `trans`
 (T, 3) metres; `betas` (n,); `mocap_framerate` (Hz). AMASS stores bodies in a Z-up world; that world is taken as

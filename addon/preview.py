@@ -1,8 +1,8 @@
 """Viewport preview in Rendered shading: a reduced-resolution frame refined progressively on a worker thread.
 
-The backbone is pixel-wise independent (paper §3.3, spec §1.7), so the renderer's `stride` renders every
-stride-th crop pixel exactly and repeats it: each refinement level (stride 4, 2, 1) shows exact pixels of the final
-preview, at 1/16, 1/4 and all of the generator's work. The viewport's own view is used (its projection and view
+The backbone is pixel-wise independent (paper §3.3; docs/architecture.md §Backbone), so the renderer's `stride` renders
+every stride-th crop pixel exactly and repeats it: each refinement level (stride 4, 2, 1) shows exact pixels of the
+final preview, at 1/16, 1/4 and all of the generator's work. The viewport's own view is used (its projection and view
 matrices), so the preview follows navigation as well as the camera view. Preview size = region × Preview Scale.
 
 Threading: every bpy read happens on the main thread (view_update / view_draw build the frame); the worker thread

@@ -2,13 +2,13 @@
 armature whose bones carry SMPL joint names.
 
 The generator is conditioned on an SMPL pose (paper §3.1); this file is the only place that knows how Blender
-armatures spell it (design.md §3):
+armatures spell it (docs/conventions.md §Blender rig):
 - our rig (Add > HumanGAN Human): armature data in the body frame (metres, Y up), bones along armature +Y with
   roll 0, the 90° X rotation on the armature object. Rest frames are then the identity, so
   `pose_bone.rotation_quaternion` is exactly the SMPL local rotation.
-- the public SMPL / SMPL-X add-ons (notes/blender.md §4): the same joint names (smplx spelling), an optional `root`
-  bone above `pelvis`, data in centimetres with a 0.01 object scale, bones along +Y (Meshcapade) or +Z with the
-  Z-up frame baked into the bones (the 2021 MPI add-on). Extra SMPL-X bones (jaw, eyes, fingers) are ignored.
+- the public SMPL / SMPL-X add-ons (docs/conventions.md §Public SMPL add-ons): the same joint names (smplx spelling), an
+  optional `root` bone above `pelvis`, data in centimetres with a 0.01 object scale, bones along +Y (Meshcapade) or +Z
+  with the Z-up frame baked into the bones (the 2021 MPI add-on). Extra SMPL-X bones (jaw, eyes, fingers) are ignored.
 - SMPL FBX exports (`m_avg_Pelvis`, `f_avg_L_Hip`, ...).
 
 All of them are read the same way, without a case per add-on: the body frame is found from the rest skeleton
@@ -232,6 +232,23 @@ def set_pose(obj: bpy.types.Object, rig: RigInfo, pose: np.ndarray, transl: np.n
     """Pose an armature (no keyframes): SMPL pose (24, 3) and transl (3,) relative to the rig's rest pelvis."""
     for name, basis in pose_bases(obj, rig, pose, transl, rig.rest_joints[0]).items():
         obj.pose.bones[name].matrix_basis = Matrix(basis.tolist())
+
+
+def relaxed_pose() -> np.ndarray:
+    """A relaxed A-pose (24, 3): arms about 57° down from the T-pose, elbows a little bent. The default pose of a
+    new character: a T-pose's horizontal arms are the pose photos (and so the generator) show least."""
+    pose = np.zeros((24, 3))
+    pose[16, 2], pose[17, 2] = -1.0, 1.0    # shoulders (left, right) about the body's forward axis
+    pose[18, 1], pose[19, 1] = -0.15, 0.15  # elbows
+    return pose
+
+
+def key_pose(obj: bpy.types.Object, rig: RigInfo, pose: np.ndarray, frame: int) -> None:
+    """Pose the armature (zero root translation) and key every SMPL bone's rotation and the root's location."""
+    set_pose(obj, rig, pose, np.zeros(3))
+    for name in rig.bones:
+        obj.keyframe_insert(f'pose.bones["{name}"].rotation_quaternion', frame=frame, group=name)
+    obj.keyframe_insert(f'pose.bones["{rig.bones[0]}"].location', frame=frame, group=rig.bones[0])
 
 
 def create_human(context: bpy.types.Context, body: BodyModel, *, betas: np.ndarray | None = None,

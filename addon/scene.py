@@ -1,10 +1,10 @@
-"""Blender scene → frame requests for `neural.Renderer` (design.md §1): the scene camera as OpenCV K and
+"""Blender scene → frame requests for `neural.Renderer` (docs/overview.md §Data flow): the scene camera as OpenCV K and
 world_to_camera, and every enabled SMPL armature the camera sees as a `Character`. Plain numpy; all bpy reads go
 through the depsgraph of the frame being rendered (never `bpy.context`), so animation, drivers and constraints
 count.
 
-Camera (notes/blender.md §3, checked against `world_to_camera_view`): W, H = resolution × percentage; the sensor
-fit decides whether the focal length is measured against W or H (`f = lens / sensor · W|H`); lens shift moves
+Camera (docs/conventions.md §Blender camera, checked against `world_to_camera_view`): W, H = resolution × percentage;
+the sensor fit decides whether the focal length is measured against W or H (`f = lens / sensor · W|H`); lens shift moves
 the principal point by shift × that fitted size; pixel (0, 0) is the centre of the top-left pixel, so
 cx = W/2 − shift_x·fit − 0.5 and cy = H/2 + shift_y·fit − 0.5. world_to_camera = diag(1, −1, −1) ·
 inverse(camera.matrix_world) (Blender cameras look down −Z with +Y up; OpenCV looks down +Z with +Y down).
@@ -51,6 +51,7 @@ class SceneFrame:
     height: int
     jobs: tuple[CharacterJob, ...]
     problems: tuple[str, ...]
+    detail: int | None = None  # FrameRequest.detail (Render Properties > HumanGAN > Detail)
 
     def requests(self) -> list[tuple[str, tuple[str, ...], FrameRequest]]:
         """One FrameRequest per body file (a Renderer holds one body): (body_file, character names, request)."""
@@ -61,7 +62,7 @@ class SceneFrame:
             groups.setdefault(job.body_file, []).append(job)
         return [(body, tuple(j.name for j in jobs),
                  FrameRequest(K=self.K, world_to_camera=self.world_to_camera, width=self.width, height=self.height,
-                              characters=tuple(j.character for j in jobs)))
+                              characters=tuple(j.character for j in jobs), detail=self.detail))
                 for body, jobs in groups.items()]
 
 
@@ -151,7 +152,7 @@ def read_characters(depsgraph, K: np.ndarray, w2c: np.ndarray, width: int, heigh
             body_file = bpy.path.abspath(settings.body_file) if settings.body_file else ""
             pelvis = rig.rest_joints[0] if rest_pelvis is None else rest_pelvis(body_file, betas)
             character = Character(pose=posed.pose, betas=betas, transl=posed.pelvis - pelvis, seed=int(settings.seed),
-                                  psi=float(settings.psi), body_to_world=posed.body_to_world)
+                                  psi=float(settings.psi), body_to_world=posed.body_to_world, name=obj.name)
         except (RigError, ValueError, FileNotFoundError) as error:
             problems.append(f"HumanGAN: character '{obj.name}' skipped: {error}")
             continue
@@ -172,5 +173,10 @@ def read_frame(depsgraph, *, rest_pelvis: RestPelvis | None = None) -> SceneFram
     w2c = world_to_camera(camera.matrix_world)
     jobs, problems = read_characters(depsgraph, K, w2c, width, height, rest_pelvis)
     return SceneFrame(K=K, world_to_camera=w2c, width=width, height=height, jobs=tuple(jobs),
-                      problems=tuple(problems))
+                      problems=tuple(problems), detail=detail_bound(scene.humangan.detail))
+
+
+def detail_bound(setting: str) -> int | None:
+    """Render Properties > HumanGAN > Detail → FrameRequest.detail (None: as fine as the frame needs)."""
+    return {"MODEL": 1, "2": 2, "4": 4, "FRAME": None}[setting]
 

@@ -1,5 +1,5 @@
-"""Settings, preferences, panels and operators of the HumanGAN extension (design.md §1: the user's side of the
-frame request).
+"""Settings, preferences, panels and operators of the HumanGAN extension (docs/overview.md §Data flow: the user's side
+of the frame request).
 
 - Preferences: an extra Python path searched first, where a user keeps a CUDA build of torch (`pip install
   --target DIR torch --index-url https://download.pytorch.org/whl/cu124`); the extension ships torch for the CPU.
@@ -69,6 +69,13 @@ class SceneSettings(bpy.types.PropertyGroup):
         ("CUDA", "CUDA", "An NVIDIA GPU (needs a CUDA build of torch, see the preferences)")])
     preview_scale: FloatProperty(name="Preview Scale", default=0.5, min=0.05, max=1.0,
                                  description="Viewport preview resolution as a fraction of the viewport's pixels")
+    detail: EnumProperty(name="Detail", default="FRAME", items=[
+        ("MODEL", "Model", "Each person at the model's own resolution, stretched into the frame (fastest)"),
+        ("2", "2×", "Up to twice the model's resolution"),
+        ("4", "4×", "Up to four times the model's resolution"),
+        ("FRAME", "Frame", "As fine as the person covers in the frame: one generated pixel per frame pixel")],
+        description="How finely each person is generated: the model's backbone and pose field are evaluated at "
+                    "the resolution the person covers, up to this bound")
 
 
 class CharacterSettings(bpy.types.PropertyGroup):
@@ -115,6 +122,8 @@ class OBJECT_OT_humangan_human_add(bpy.types.Operator):
             bpy.ops.object.mode_set(mode="OBJECT")
         arm = rig.create_human(context, body, name="Human", body_file=self.body_file)
         arm.humangan.seed = self.seed
+        # the rest pose stays SMPL's T-pose; the character starts keyed in a relaxed A-pose
+        rig.key_pose(arm, rig.read_rig(arm), rig.relaxed_pose(), context.scene.frame_current)
         for other in context.view_layer.objects:
             other.select_set(False)
         arm.select_set(True)
@@ -200,6 +209,7 @@ class RENDER_PT_humangan(bpy.types.Panel):
         layout.use_property_split = True
         layout.prop(settings, "model_file")
         layout.prop(settings, "device")
+        layout.prop(settings, "detail")
         layout.prop(settings, "preview_scale")
         from . import engine
 

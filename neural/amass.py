@@ -1,6 +1,6 @@
 """Read AMASS-style motion files (.npz) as SMPL poses: the one reader behind the add-on's motion import
-(addon/motion.py) and `python -m neural render` (neural/render_cli.py); design.md §7, paper §3.1 (the generator is
-conditioned on SMPL's 24 joint rotations).
+(addon/motion.py) and `python -m neural render` (neural/render_cli.py); docs/overview.md §What users ask for; paper §3.1
+(the generator is conditioned on SMPL's 24 joint rotations).
 
 An AMASS .npz holds `poses` (T, 3·J) axis-angle, root first, with J = 24 (SMPL, (T, 72)), 52 (SMPL-H, (T, 156))
 or 55 (SMPL-X, (T, 165)); `trans` (T, 3) metres; `betas` (n,); `mocap_framerate` (Hz; some releases spell it

@@ -1,4 +1,5 @@
-"""Appearance mapping network z → w and its truncation (paper spec §1.6; official README §7.4 steps 1–2).
+"""Appearance mapping network z → w and its truncation (docs/architecture.md §Appearance mapping;
+docs/official_conventions.md §Forward pass, steps 1–2).
 
 A StyleGAN2 mapping network: the latent z is normalised by its second moment, then 8 equalised-learning-rate FC
 layers (7 "trunk" + 1 "superres" in the official code) with lr multiplier 0.01 and lrelu(0.2)·√2 after every layer,

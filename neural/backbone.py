@@ -1,4 +1,5 @@
-"""The pixel-wise independent backbone (paper spec §1.7; official README §7.4 steps 7–9).
+"""The pixel-wise independent backbone (docs/architecture.md §Backbone; docs/official_conventions.md §Forward pass,
+steps 7–9).
 
 Fourier features of the pixel coordinates (sin of a 1×1 conv 2→C) pass through 9 residual blocks of
 spatially-adaptive normalisation (SPADE/"SABN": BN(x)·(1 + γ(s)) + β(s)) and spectral-normed 1×1 convs; ToRGB of
@@ -36,10 +37,19 @@ from .config import GeneratorConfig
 FIRST_RGB_BLOCK = 3
 
 
-def coordinate_grid(height: int, width: int, *, device=None) -> Tensor:
-    """(2, H, W): channel 0 = linspace(−1, 1, H) down the rows, channel 1 = linspace(−1, 1, W) along the columns."""
-    rows = torch.linspace(-1.0, 1.0, height, device=device)
-    cols = torch.linspace(-1.0, 1.0, width, device=device)
+def pixel_coordinates(index: Tensor, size: int, scale: int = 1) -> Tensor:
+    """The Fourier input coordinate of pixel `index` (int, any shape) along an axis of `size` model pixels rendered
+    `scale` times finer. At scale 1 this is linspace(−1, 1, size)[index]: the model's pixel centres span [−1, 1].
+    Finer pixels sample the same continuous function: pixel i of the finer grid sits at model position
+    u = (i + ½)/scale − ½ (the frame's edges fixed, as `Camera.resized`), whose coordinate is −1 + 2u/(size − 1)."""
+    u = (index.to(torch.float32) + 0.5) / scale - 0.5
+    return u * (2.0 / max(size - 1, 1)) - 1.0
+
+
+def coordinate_grid(height: int, width: int, *, scale: int = 1, device=None) -> Tensor:
+    """(2, H·scale, W·scale): channel 0 the row coordinate, channel 1 the column coordinate (`pixel_coordinates`)."""
+    rows = pixel_coordinates(torch.arange(height * scale, device=device), height, scale)
+    cols = pixel_coordinates(torch.arange(width * scale, device=device), width, scale)
     return torch.stack(torch.meshgrid(rows, cols, indexing="ij"))
 
 
@@ -222,12 +232,15 @@ class Backbone(nn.Module):
         return sampled_map + w if self.config.pose_mode == "mixed" else sampled_map
 
     def forward(self, style_map: Tensor, w: Tensor, *, pixels: Tensor | None = None, fast: bool = True,
-                tile_pixels: int | None = None, folded: dict | None = None) -> Tensor:
+                tile_pixels: int | None = None, folded: dict | None = None, scale: int = 1) -> Tensor:
         """pixels: (N, 2) int64 (x, y) output pixels, computed exactly (eval mode, batch norm only), in tiles of
         `tile_pixels` (default `cache_tile`). folded: `fold(w, style_map)` computed beforehand, reused across
-        calls for tiles of one image."""
+        calls for tiles of one image. scale: the image is rendered at (H·scale, W·scale), each pixel-wise
+        function evaluated at the finer pixel centres (`pixel_coordinates`; the style map upsampled to that size)."""
         self._check(style_map, w)
-        height, width = self.config.height, self.config.width
+        if int(scale) != scale or scale < 1:
+            raise ValueError(f"scale must be a positive integer, got {scale!r}")
+        height, width = self.config.height * scale, self.config.width * scale
         if pixels is not None:
             if self.training or self.config.normalization == "instance":
                 raise ValueError("pixels= needs eval mode and batch norm: batch statistics (training) and instance "
@@ -237,16 +250,17 @@ class Backbone(nn.Module):
             if len(pixels) and (pixels.min() < 0 or (pixels[:, 0].max() >= width) or pixels[:, 1].max() >= height):
                 raise ValueError(f"pixels outside the {width}×{height} image")
         if fast and not self.training and self.config.normalization == "batch":
-            return self._forward_fast(style_map, w, pixels, tile_pixels, folded)
-        image = self._forward_rows(style_map, w) if fast else self._forward_naive(style_map, w)
+            return self._forward_fast(style_map, w, pixels, tile_pixels, folded, scale)
+        image = self._forward_rows(style_map, w, scale) if fast else self._forward_naive(style_map, w, scale)
         if pixels is None:
             return image
         return image[:, :, pixels[:, 1], pixels[:, 0]]
 
     # ---- naive path (NCHW, per-pixel styles, through the modules) ------------------------------------------
-    def _forward_naive(self, style_map: Tensor, w: Tensor) -> Tensor:
-        b, (height, width) = w.shape[0], (self.config.height, self.config.width)
-        grid = coordinate_grid(height, width, device=w.device).expand(b, -1, -1, -1)
+    def _forward_naive(self, style_map: Tensor, w: Tensor, scale: int) -> Tensor:
+        b, (height, width) = w.shape[0], (self.config.height * scale, self.config.width * scale)
+        grid = coordinate_grid(self.config.height, self.config.width, scale=scale, device=w.device)
+        grid = grid.expand(b, -1, -1, -1)
         full_map = F.interpolate(style_map, (height, width), mode="bilinear", align_corners=False)
         x = torch.sin(self.coord_input(grid.to(self.coord_input.weight.dtype)))
         if self.feature_input is not None:
@@ -261,10 +275,12 @@ class Backbone(nn.Module):
         return rgb
 
     # ---- rows path (training: pixel rows, matmuls, per-image γ/β; differentiable) ---------------------------
-    def _forward_rows(self, style_map: Tensor, w: Tensor) -> Tensor:
-        b, (height, width), c = w.shape[0], (self.config.height, self.config.width), self.config.feature_dim
+    def _forward_rows(self, style_map: Tensor, w: Tensor, scale: int) -> Tensor:
+        b, c = w.shape[0], self.config.feature_dim
+        height, width = self.config.height * scale, self.config.width * scale
         n = height * width
-        grid = coordinate_grid(height, width, device=w.device).reshape(2, n).t().to(self.coord_input.weight.dtype)
+        grid = coordinate_grid(self.config.height, self.config.width, scale=scale, device=w.device)
+        grid = grid.reshape(2, n).t().to(self.coord_input.weight.dtype)
         x = torch.sin(F.linear(grid, _matrix(self.coord_input), self.coord_input.bias))  # (n, C), every image's
         x = x.expand(b, n, c).reshape(b * n, c)
         if self.feature_input is not None or self.map_blocks:
@@ -309,8 +325,8 @@ class Backbone(nn.Module):
 
     # ---- fast eval path (folded, channels-last matmuls, any pixel subset) -----------------------------------
     def _forward_fast(self, style_map: Tensor, w: Tensor, pixels: Tensor | None, tile_pixels: int | None,
-                      folded: dict | None) -> Tensor:
-        b, (height, width) = w.shape[0], (self.config.height, self.config.width)
+                      folded: dict | None, scale: int) -> Tensor:
+        b, (height, width) = w.shape[0], (self.config.height * scale, self.config.width * scale)
         px = all_pixels(height, width, device=w.device) if pixels is None else pixels.to(w.device)
         plan = self.fold(w, style_map) if folded is None else folded
         tile = tile_pixels or cache_tile(w.device, self.config.feature_dim)
@@ -321,7 +337,7 @@ class Backbone(nn.Module):
         scratch = _scratch(b * min(tile, len(px)), self.config.feature_dim, w, "shared_map" in plan) if reuse else None
         for start in range(0, len(px), tile):
             pixels_tile = px[start:start + tile]
-            rgb = self._tile(plan, style_map, pixels_tile, b, scratch)
+            rgb = self._tile(plan, style_map, pixels_tile, b, scratch, scale)
             out[:, :, start:start + len(pixels_tile)] = rgb.transpose(1, 2)
         return out if pixels is not None else out.reshape(b, 3, height, width)
 
@@ -355,23 +371,24 @@ class Backbone(nn.Module):
                                   tuple(style_map.shape[-2:]))
         return plan
 
-    def _tile(self, plan: dict, style_map: Tensor, px: Tensor, b: int, scratch: tuple | None) -> Tensor:
+    def _tile(self, plan: dict, style_map: Tensor, px: Tensor, b: int, scratch: tuple | None, scale: int) -> Tensor:
         """One tile of n pixels for all b images → rgb (b, n, 3) float32, its activations in `scratch` (x, y, t
         (rows, C), [γ | β] (rows, 2C) or None) or, without it, in new tensors."""
         n, c = len(px), self.config.feature_dim
         reuse = scratch is not None
         bx, by, bt, bgb = ((buf[:b * n] if buf is not None else None) for buf in scratch) if reuse else (None,) * 4
-        rows = torch.linspace(-1.0, 1.0, self.config.height, device=px.device)[px[:, 1]]
-        cols = torch.linspace(-1.0, 1.0, self.config.width, device=px.device)[px[:, 0]]
+        height, width = self.config.height * scale, self.config.width * scale
+        rows = pixel_coordinates(px[:, 1], self.config.height, scale)
+        cols = pixel_coordinates(px[:, 0], self.config.width, scale)
         x = torch.sin(F.linear(torch.stack([rows, cols], dim=1), _matrix(self.coord_input), self.coord_input.bias))
         x = x.expand(b, n, c)
         if self.feature_input is not None:
-            s = sample_bilinear(style_map, px, self.config.height, self.config.width)  # (B, n, Ns)
+            s = sample_bilinear(style_map, px, height, width)  # (B, n, Ns)
             x = x + F.linear(s, _matrix(self.feature_input), self.feature_input.bias)
         x = bx.view(b, n, c).copy_(x).view(b * n, c) if reuse else x.reshape(b * n, c)
         if "shared_map" in plan:  # hidden activations of every map-style SPADE, sampled from the low-res map
             pre, (h, w) = plan["shared_map"]
-            hidden = F.relu(sample_bilinear_rows(pre, h, w, px, self.config.height, self.config.width))
+            hidden = F.relu(sample_bilinear_rows(pre, h, w, px, height, width))
             hidden = hidden.reshape(b * n, -1)
         spades, convs = iter(plan["spades"]), iter(plan["convs"])
 

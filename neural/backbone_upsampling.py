@@ -1,5 +1,5 @@
-"""The "Upsampling" ablation backbone (paper Table 2, spec §4): an upsampling-convolution generator in place of the
-pixel-wise independent one, which the paper finds to impair view consistency.
+"""The "Upsampling" ablation backbone (paper Table 2; docs/architecture.md §Ablations): an upsampling-convolution
+generator in place of the pixel-wise independent one, which the paper finds to impair view consistency.
 
 It starts at the style map's resolution (h×w = H/4 × W/4) from the same Fourier coordinate features, runs the same
 9 SPADE blocks but with 3×3 spectral-normed convs, and upsamples ×2 (nearest) before blocks 3 and 6; the pose
@@ -50,7 +50,10 @@ class UpsamplingBackbone(nn.Module):
                 rgb.weight.mul_(0.25)
 
     def forward(self, style_map: Tensor, w: Tensor, *, pixels: Tensor | None = None, fast: bool = True,
-                tile_pixels: int | None = None, folded: None = None) -> Tensor:
+                tile_pixels: int | None = None, folded: None = None, scale: int = 1) -> Tensor:
+        if scale != 1:
+            raise ValueError("the upsampling backbone (ablation) renders at the model's resolution only (scale 1): "
+                             "its 3×3 convs were trained on that pixel grid")
         if pixels is not None:
             raise ValueError("pixels= is not supported by the upsampling backbone (ablation): its 3×3 convs and "
                              "upsampling make pixels depend on their neighbours; render the whole image")

@@ -1,21 +1,21 @@
-"""`python -m neural.bench`: speed, FLOP efficiency and memory of the generator, naive against fast (design.md §4).
+"""`python -m neural.bench`: speed, FLOP efficiency and memory of the generator, naive against fast
+(docs/overview.md §Speed).
 
 For each preset (random weights made realistic: non-trivial batch-norm statistics, converged spectral norms, a
 truncation mean) one subprocess measures, in this order so that its RSS high-water marks separate the paths:
 the fast path (median ms/frame, FLOPs by `FlopCounterMode`, the backbone alone), the whole renderer frame
 (rasterisation, alpha, paste included), then the faithful naive path and the largest |naive − fast| pixel
 difference. A 2048² fp32 matmul, timed in the same process, is the machine's attainable GFLOP/s. On CUDA it also
-measures batched frames/s with bf16 autocast. The official code's measured times (shared/official/README.md §3–5:
-48 s/frame at 512×256, 11 s at 256×128, 2.84 / 1.22 GiB peak RSS) are the anchor rows. `--model FILE` measures
-a checkpoint with its own weights (e.g. the released weights imported by `python -m neural import-official`),
-beside the official anchors and any `--presets`.
+measures batched frames/s with bf16 autocast. The official code's measured times
+(docs/official_conventions.md §Timings, §Memory: 48 s/frame at 512×256, 11 s at 256×128, 2.84 / 1.22 GiB peak RSS) are
+the anchor rows. `--model FILE` measures a checkpoint with its own weights (e.g. the released weights imported by
+`python -m neural import-official`), beside the official anchors and any `--presets`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-OFFICIAL = {  # shared/official/README.md §3–§5: CPU, 2 threads, batch 1, fp32
+OFFICIAL = {  # docs/official_conventions.md §Timings, §FLOPs, §Memory: CPU, 2 threads, batch 1, fp32
     "paper-512": {"ms": 48030.0, "field_ms": 7090.0, "backbone_ms": 40090.0, "gflop": 2040.0, "rss_mib": 2939.0},
     "paper-256": {"ms": 11180.0, "field_ms": 2590.0, "backbone_ms": 8100.0, "gflop": 545.0, "rss_mib": 1248.0},
 }
@@ -75,9 +75,9 @@ def peak_rss_mib() -> float:
 
 @torch.no_grad()
 def realistic_weights_(generator: torch.nn.Module, seed: int = 0) -> None:
-    """Random weights that exercise every term, as in the official fixture (README §7.1): batch-norm running
-    statistics and affines away from identity, spectral norms converged (σ = the largest singular value), and the
-    truncation means computed."""
+    """Random weights that exercise every term, as in the official fixture
+    (docs/official_conventions.md §Golden fixture): batch-norm running statistics and affines away from identity,
+    spectral norms converged (σ = the largest singular value), and the truncation means computed."""
     g = torch.Generator().manual_seed(seed)
     for module in generator.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
@@ -255,7 +255,8 @@ def table(rows: list[dict], raster: dict | None) -> str:
                    f"{r['backbone_gflops']:.0f} ({100 * r['backbone_fraction']:.0f} % of {r['matmul_gflops']:.0f}) | "
                    f"{r['renderer_ms']:.1f} | {mem} | {fps} |")
     for name, o in OFFICIAL.items():
-        out.append(f"| official {name} (README §3) | cpu (2 thr) | {o['ms']:.0f} | – | – | – | "
+        out.append(f"| official {name} (docs/official_conventions.md §Timings) | cpu (2 thr) | {o['ms']:.0f} | – | – "
+                   f"| – | "
                    f"{o['gflop']:.0f} / – | – | {o['field_ms']:.0f} | {o['backbone_ms']:.0f} | – | – | "
                    f"– / {o['rss_mib']:.0f} | – |")
     out += ["", "| target | measured | verdict |", "|---|---|---|"]
@@ -268,7 +269,8 @@ def table(rows: list[dict], raster: dict | None) -> str:
         if r["preset"] == "paper-512":
             target(f"max abs diff ≤ {TARGETS['max_diff']:g} ({where})", f"{r['max_abs_diff']:.1e}",
                    r["max_abs_diff"] <= TARGETS["max_diff"])
-            if r["device"] == "cpu":  # the speed and memory targets are the CPU's (official README §3–§5)
+            # the speed and memory targets are the CPU's (docs/official_conventions.md §Timings, §Memory)
+            if r["device"] == "cpu":
                 target(f"fast ≥ {TARGETS['speedup']:.0f}× naive ({where})", f"{r['speedup']:.1f}×",
                        r["speedup"] >= TARGETS["speedup"])
                 target(f"peak RSS of the fast path ≤ {TARGETS['rss_gib']:g} GB ({where})",

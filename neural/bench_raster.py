@@ -1,7 +1,7 @@
 """Timing of the rasteriser (neural/raster.py) on the free body: the part-map pass of every rendered frame.
 
 `bench_raster()` is called by the main benchmark (neural/bench.py); `python -m neural.bench_raster` prints it.
-Target (notes/feasibility.md §4(a)): a 14k-vertex body at 512×256 (H×W) in ≤ 100 ms on a 2-core CPU.
+Target (docs/environment.md §Rasteriser): a 14k-vertex body at 512×256 (H×W) in ≤ 100 ms on a 2-core CPU.
 """
 from __future__ import annotations
 

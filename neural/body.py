@@ -12,7 +12,7 @@ Body file (.npz, loaded with allow_pickle=False):
                (207, V*3)   - the flattened layout smplx keeps in memory; both give the same offsets.
     parts      (V,) optional part labels 2..25; by default the dominant skinning joint + 2.
 
-Frames: the body frame of docs/interfaces.md (metres, Y up, the subject faces +Z, subject's left = +X).
+Frames: docs/conventions.md §Body frame (metres, Y up, the subject faces +Z, subject's left = +X).
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Pinhole cameras (OpenCV convention), rays, and the body-centred crop camera.
 
-3DHumanGAN (paper §3.2, spec §1) renders a person from a camera orbiting a canonical, centred body in a 2:1 frame.
-A Blender scene camera sees the character anywhere in its frame, so the renderer renders through a *crop camera*:
-the scene camera turned to look at the body (same centre, so the two images differ by a homography) with a focal
-length that makes the whole body fill a 2:1 frame, and then pastes the crop back into the scene frame.
+3DHumanGAN (paper §3.2; docs/architecture.md §Inputs and cameras) renders a person from a camera orbiting a canonical,
+centred body in a 2:1 frame. A Blender scene camera sees the character anywhere in its frame, so the renderer renders
+through a *crop camera*: the scene camera turned to look at the body (same centre, so the two images differ by a
+homography) with a focal length that makes the whole body fill a 2:1 frame, and then pastes the crop back into the scene
+frame.
 
-Conventions (design.md §3, interfaces.md "Frames"):
+Conventions (docs/conventions.md §Camera, §Blender camera):
 - camera frame: x right, y down, z forward; `world_to_camera` is rigid (rotation + translation), (B, 4, 4);
 - `K` (B, 3, 3) in pixels, with integer pixel coordinates at pixel *centres*: pixel (0, 0) is the centre of the
   top-left pixel, so the image spans [-0.5, W - 0.5] × [-0.5, H - 0.5] and its centre is ((W - 1) / 2, (H - 1) / 2).
-  A Blender camera's principal point (`notes/blender.md` §3, measured from the frame's corner) becomes
+  A Blender camera's principal point (docs/conventions.md §Blender camera, measured from the frame's corner) becomes
   `cx = W/2 - shift_x·max(W,H) - 0.5`, `cy = H/2 + shift_y·max(W,H) - 0.5` here.
 """
 from __future__ import annotations
@@ -254,13 +255,17 @@ class Camera:
 
 # --- crop camera and paste -------------------------------------------------------------------------------------
 def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, margin: float = 0.1,
-                iterations: int = 3) -> tuple[Camera, Tensor]:
+                iterations: int = 3, up: Tensor | None = None, front: Tensor | None = None) -> tuple[Camera, Tensor]:
     """A camera at the scene camera's centre, turned to look at the body, framing all of it with a margin.
 
     scene: Camera (B); vertices: (B, V, 3) posed body in the scene camera's world frame. width, height: the crop
     size (the generator's frame is 2:1, height = 2·width). margin: fraction of the frame left empty on each side
     along the body's limiting axis (the body spans 1 - 2·margin of it), in [0, 0.5).
-    The crop keeps the scene camera's roll (its up stays the scene's up) and is re-aimed `iterations` times at
+    up: (B, 3) world direction that points to the top of the crop: the body's own up axis, so that the generator
+    sees every body upright as in its training crops, whatever the scene camera's roll or the body's orientation.
+    None keeps the scene camera's roll (its up stays the scene's up). front: (B, 3) world, the body's facing
+    direction; it takes over as the crop's up as the view comes within ~30° of `up` (looking at the top of the
+    head or the soles), where the projection of `up` alone vanishes. The crop is re-aimed `iterations` times at
     the centre of the body's projected bounding box, so the body is centred in the crop.
     Returns the crop Camera (B) and the homography (B, 3, 3) mapping crop pixels to scene pixels
     (K_scene · R_scene · R_cropᵀ · K_crop⁻¹; both with integer pixel centres).
@@ -275,14 +280,20 @@ def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, mar
     R_s = scene.world_to_camera[:, :3, :3]
     center = scene.center
     rel = vertices - center[:, None, :]                                              # (B, V, 3) world
-    up = -R_s[:, 1, :]                                                               # scene image's up, world
+    if up is None:
+        up, front = -R_s[:, 1, :], None                                              # scene image's up, world
+    else:
+        up = F.normalize(_batched(up, scene.K.dtype, scene.K.device, (3,), "up").expand(B, 3), dim=-1)
+    if front is not None:
+        front = _batched(front, scene.K.dtype, scene.K.device, (3,), "front").expand(B, 3)
+        front = F.normalize(front - (front * up).sum(-1, keepdim=True) * up, dim=-1)  # ⊥ up
     forward = 0.5 * (rel.amin(dim=1) + rel.amax(dim=1))                              # bounding-box centre
     inside_msg = ("crop_camera: part of the body is behind or beside the scene camera (is the camera inside the "
                   "body?); move the camera away from the character")
     if bool(((forward * R_s[:, 2, :]).sum(-1) <= 0.1 * forward.norm(dim=-1)).any()):
         raise ValueError(inside_msg)
     for step in range(iterations + 1):
-        R_c = _look_rotation(forward, up)
+        R_c = _look_rotation(forward, _crop_up(forward, up, front))
         p = rel @ R_c.transpose(1, 2)                                                # (B, V, 3) crop camera frame
         z = p[..., 2]
         # a cone of half-angle < ~84°: beyond that the body cannot be framed by a pinhole crop
@@ -309,6 +320,16 @@ def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, mar
     crop = Camera(K=K_c, world_to_camera=w2c, width=width, height=height)
     homography = scene.K @ R_s @ R_c.transpose(1, 2) @ torch.linalg.inv(K_c)
     return crop, homography
+
+
+def _crop_up(forward: Tensor, up: Tensor, front: Tensor | None) -> Tensor:
+    """The up vector handed to the look rotation: `up`, blended towards `front` as the view nears `up`'s axis
+    (weight (1 − sin θ)⁴ with θ the angle between them: 0.0002 at 60°, 0.5 at 0° where `up` alone is undefined).
+    A function of body-relative directions only, so a rotated scene gives the same crop, rotated."""
+    if front is None:
+        return up
+    sin = torch.linalg.cross(F.normalize(forward, dim=-1), up, dim=-1).norm(dim=-1, keepdim=True)
+    return up + (1 - sin) ** 4 * front
 
 
 def paste(crop_image: Tensor, homography: Tensor, scene_w: int, scene_h: int, *,

@@ -1,4 +1,4 @@
-"""Generator checkpoints: one `.safetensors` file with JSON metadata (design.md §3 "Checkpoints").
+"""Generator checkpoints: one `.safetensors` file with JSON metadata (docs/conventions.md §Checkpoints).
 
 The file holds the generator's state dict (parameters and buffers: BN running statistics, spectral-norm u/v, the
 truncation means) and, in the safetensors header's string metadata:

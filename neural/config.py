@@ -1,4 +1,4 @@
-"""Generator configurations: one frozen dataclass and its named presets (paper spec §1.1).
+"""Generator configurations: one frozen dataclass and its named presets (docs/architecture.md §Configurations).
 
 `paper-256` is the official MAP3DBN, `paper-512` the official MAP3DBN512L that the released weights were trained
 with (width 420, isolated pose styles, legacy feature order). `cpu-small` is sized for this project's 2-core CPU,

@@ -1,5 +1,6 @@
-"""The 3DHumanGAN generator (paper Figure 2, spec §1): appearance mapping z → w (§1.6), the 3D pose mapping network
-volume-rendered into a low-resolution pose style map (§1.2–1.5), and the pixel-wise backbone (§1.7).
+"""The 3DHumanGAN generator (paper Figure 2; docs/architecture.md): appearance mapping z → w (§Appearance mapping), the
+3D pose mapping network volume-rendered into a low-resolution pose style map (docs/architecture.md §Pose field), and the
+pixel-wise backbone (docs/architecture.md §Backbone).
 
 `forward` takes a posed body and a camera in the *body* frame at the output resolution; the generator moves both
 into its own canonical frame (`pose_mapping.condition`: root rotation and translation removed, y down), renders the
@@ -45,6 +46,7 @@ class Styles:
     w: Tensor          # (B, Ns) truncated appearance code
     pose: pm.PoseMap   # the rendered pose field: style_map, rgb, opacity, depth
     folded: dict | None  # the backbone's folded fast-path constants (Backbone.fold), or None
+    scale: int = 1     # the image is rendered at (H·scale, W·scale) (`Generator.prepare`)
 
 
 class Generator(nn.Module):
@@ -72,16 +74,25 @@ class Generator(nn.Module):
 
     def prepare(self, z: Tensor, body, camera, *, psi: float = 1.0, jitter: Tensor | None = None,
                 generator: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
-                fast: bool = True) -> Styles:
+                fast: bool = True, style_scale: int = 1) -> Styles:
         """Mapping networks and the rendered pose field. z (B, latent_dim); body: PosedBody (B); camera: Camera
         (B) in the body frame at the output resolution. jitter (B, h·w, S) recorded uniform draws, or generator
         to draw them, else bin centres (PoseMappingNetwork.forward); last_back: the official inference's
-        background rule (official README §7.4 step 6); noise_std: density noise (training only)."""
+        background rule (docs/official_conventions.md §Forward pass, step 6); noise_std: density noise (training only).
+
+        Detail beyond the model's resolution: a camera of (k·W, k·H) pixels renders the image k times finer (the
+        backbone is a pixel-wise function of continuous coordinates); the pose field is rendered at style_scale
+        times its own resolution (1: the model's map, upsampled further by the backbone; the pose field is a 3D
+        function, so any size can be rendered). style_scale must divide k."""
         config = self.config
-        if (camera.width, camera.height) != (config.width, config.height):
+        scale = camera.width // config.width
+        if scale < 1 or (camera.width, camera.height) != (config.width * scale, config.height * scale):
             raise ValueError(f"camera is {camera.width}×{camera.height}; this generator renders "
-                             f"{config.width}×{config.height} (use crop_camera(..., width={config.width}, "
-                             f"height={config.height}))")
+                             f"{config.width}×{config.height} or an integer multiple of it (use crop_camera(..., "
+                             f"width={config.width}, height={config.height}) and Camera.resized)")
+        if int(style_scale) != style_scale or style_scale < 1 or scale % style_scale:
+            raise ValueError(f"style_scale must be a positive integer dividing the image scale {scale}, "
+                             f"got {style_scale!r}")
         if z.ndim != 2 or z.shape[0] != camera.K.shape[0]:
             raise ValueError(f"z must be (B, {config.latent_dim}) with B = the camera batch "
                              f"{camera.K.shape[0]}; got {tuple(z.shape)}")
@@ -92,20 +103,21 @@ class Generator(nn.Module):
             condition, body_to_generator = pm.condition(body)
             canonical = camera.transformed(body_to_generator)
             if config.conditioning == "styles":
-                canonical = canonical.resized(config.render_width, config.render_height)
+                canonical = canonical.resized(config.render_width * style_scale, config.render_height * style_scale)
             pose = self.pose_mapping(condition, canonical, psi=psi, jitter=jitter, generator=generator,
                                      last_back=last_back, noise_std=noise_std, fast=fast)
         folded = None
         if fast and not self.training and isinstance(self.backbone, Backbone) \
                 and config.normalization == "batch":
             folded = self.backbone.fold(w, pose.style_map)
-        return Styles(w=w, pose=pose, folded=folded)
+        return Styles(w=w, pose=pose, folded=folded, scale=scale)
 
     def synthesize(self, styles: Styles, *, pixels: Tensor | None = None, fast: bool = True,
                    tile_pixels: int | None = None) -> Tensor:
-        """The backbone: image (B, 3, H, W), or (B, 3, N) at pixels (N, 2) int64 (x, y), each pixel exact."""
+        """The backbone: image (B, 3, H·s, W·s) (s = styles.scale), or (B, 3, N) at pixels (N, 2) int64 (x, y),
+        each pixel exact."""
         return self.backbone(styles.pose.style_map, styles.w, pixels=pixels, fast=fast, tile_pixels=tile_pixels,
-                             folded=styles.folded if fast else None)
+                             folded=styles.folded if fast else None, scale=styles.scale)
 
     def opacity(self, styles: Styles) -> Tensor:
         """(B, 1, h, w) opacity of the rendered pose field."""
@@ -123,8 +135,8 @@ class Generator(nn.Module):
                                depth=styles.pose.depth)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """The groups the spec trains with their own learning rates (§2.4): pose MLP and SIREN (×0.05),
-        appearance mapping and backbone (×1). Every parameter is in exactly one group."""
+        """The groups trained with their own learning rates (docs/architecture.md §Optimisation): pose MLP and SIREN
+        (×0.05), appearance mapping and backbone (×1). Every parameter is in exactly one group."""
         return {"pose_mlp": list(self.pose_mapping.mlp.parameters()),
                 "pose_field": list(self.pose_mapping.field.parameters()),
                 "appearance": list(self.appearance.parameters()),

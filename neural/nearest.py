@@ -1,4 +1,5 @@
-"""Exact nearest-vertex search for the pose features (paper spec §1.4 step 2; official README §3).
+"""Exact nearest-vertex search for the pose features (docs/architecture.md §Pose features, step 2;
+docs/official_conventions.md §Timings).
 
 Every sample point of the pose field needs its nearest posed body vertex. The official code uses pytorch3d's
 brute-force `knn_points`; on this project's CPUs a brute-force search over 147,456 points × 6,890 vertices takes

@@ -1,5 +1,6 @@
-"""Import of the released official 3DHumanGAN weights into this project's checkpoint format (paper §3; official
-README §6 weight layout, §7.4 forward pass; docs/official_weights.md for the user's steps and licences).
+"""Import of the released official 3DHumanGAN weights into this project's checkpoint format (paper §3;
+docs/official_conventions.md §State-dict layout, §Forward pass; docs/official_weights.md for the user's steps and
+licences).
 
 The authors released one generator: MAP3DBN512L (512×256, width 420, isolated pose styles, legacy geo-feature
 order), trained on SHHQ, the EMA state dict at step 295,000 (`00295000_generator_ema_state_dict.pth`, Hugging Face
@@ -211,7 +212,8 @@ def map_state_dict(official: Mapping[str, torch.Tensor], generator, *,
         ours[mapped] = tensor.detach().to(dtype=want.dtype).contiguous()
     if unexpected:
         raise OfficialImportError(f"{source}: unexpected tensor {unexpected[0]}" + _more(unexpected) +
-                                  "; not part of the official generator this importer knows (official README §6)")
+                                  "; not part of the official generator this importer knows "
+                                  "(docs/official_conventions.md §State-dict layout)")
     missing = [k for k in expected if k not in ours]
     if missing:
         names = [_official_name(k) for k in missing]
@@ -227,7 +229,7 @@ def import_official(source: str | Path, destination: str | Path, *, body: str | 
 
     body: the user's SMPL body file (.npz, `python -m neural.body convert`), required, 6890 vertices; its
     fingerprint is stored. config: None infers `paper-512` / `paper-256` from the shapes; pass one for reduced
-    test models (official README §7.1)."""
+    test models (docs/official_conventions.md §Golden fixture)."""
     from . import checkpoint
     from .body import BodyModel
     from .generator import Generator

@@ -1,5 +1,6 @@
 """The networks of the 3D pose mapping network: the FiLM-SIREN pose field and the MLP that makes its frequencies
-and phases (paper §3.2, spec §1.5; official README §7.4 steps 1, 2 and 5).
+and phases (paper §3.2; docs/architecture.md §Pose field;
+docs/official_conventions.md §Forward pass, steps 1, 2 and 5).
 
 Pose field (official `COORDCONCATSIREN`), width H, per point:
     a = sin(30·L_coord(p·2/side_length)),  g = sin(30·L_mod(geo)),  x = [a, g]
@@ -20,10 +21,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from neural.appearance import normalize_2nd_moment
+from .appearance import normalize_2nd_moment
 
 __all__ = ["OFFICIAL_PREFIXES", "PoseMLP", "PoseField", "FoldedField", "GEO_FEATURE_DIM"]
 

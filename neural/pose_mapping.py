@@ -1,5 +1,6 @@
-"""3D pose mapping network: a posed body + a camera → the pose style map (paper §3.2, Fig. 2; spec §1.2–1.5;
-official README §7.4 steps 1–6).
+"""3D pose mapping network: a posed body + a camera → the pose style map (paper §3.2, Fig. 2;
+docs/architecture.md §Pose features, §Pose field, §Volume rendering; docs/official_conventions.md §Forward pass, steps
+1–6).
 
 1. `condition`: the posed body moved into the *generator frame* (the official "world"): cano = Rx(π)·R_root⁻¹
    applied to (p − transl), so every body stands upright, y down, facing −z; the root rotation goes into the
@@ -172,7 +173,8 @@ class PoseMappingNetwork(nn.Module):
     def compute_truncation_means(self, *, seed: int = 0, n: int = 10_000) -> None:
         """Mean freq and phase of the MLP over n latents z ~ N(0, I) drawn on the CPU from `seed` (the same draw
         as `AppearanceMapping.compute_truncation_mean`, as the official code pushes one batch through both).
-        At inference the MLP is fed zeros; this random-z mean is still what ψ mixes in (official README §7.4)."""
+        At inference the MLP is fed zeros; this random-z mean is still what ψ mixes in
+        (docs/official_conventions.md §Forward pass, step 2)."""
         z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(seed))
         freq_sum = torch.zeros_like(self.freq_avg, dtype=torch.float64)
         phase_sum = torch.zeros_like(self.phase_avg, dtype=torch.float64)

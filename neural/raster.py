@@ -1,9 +1,9 @@
 """Pure-torch z-buffer triangle rasteriser: face ids, perspective-correct barycentrics, depth, part maps.
 
 3DHumanGAN conditions its generator and discriminator on part segmentation maps of the posed SMPL body (paper §3.3,
-spec §2: labels 2..25 = the dominant skinning joint + 2, 1 = background). We make those maps, and the masks and
-surface correspondences of the evaluation protocol (design.md §5), by rasterising the body mesh. No OpenGL, no
-custom ops: the same code runs batched on CPU and CUDA (notes/feasibility.md §4(a) measured the approach).
+docs/conventions.md §Part labels: 2..25 = the dominant skinning joint + 2, 1 = background). We make those maps, and the
+masks and surface correspondences of the evaluation protocol (docs/evaluation.md §View consistency), by rasterising the
+body mesh. No OpenGL, no custom ops: the same code runs batched on CPU and CUDA (docs/environment.md §Rasteriser).
 
 Algorithm: project the vertices; group the triangles by the size of their screen bounding box (powers of two)
 and test each group's boxes as dense tiles of pixel centres (chunked so memory stays bounded however big the

@@ -1,7 +1,7 @@
 """`python -m neural render`: render a motion (AMASS-style .npz) or a T-pose from orbit cameras to PNGs.
 
-Headless use of the Renderer (design.md §1) without Blender: the camera orbits the body at each requested yaw
-(the paper's view sweep is ±30°), following the body's centre from frame to frame.
+Headless use of the Renderer (docs/overview.md §Data flow) without Blender: the camera orbits the body at each requested
+yaw (the paper's view sweep is ±30°), following the body's centre from frame to frame.
 
 AMASS files (SMPL (T, 72), SMPL-H (T, 156) or SMPL-X (T, 165) axis-angle poses in a Z-up world) are read as SMPL's
 24 joints by neural/amass.py. The Z-up world becomes the body frame's Y-up by rotating the root: R_root' = Q·R_root

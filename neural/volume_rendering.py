@@ -1,5 +1,5 @@
-"""Ray sampling and volume rendering of the pose field (paper §3.2, spec §1.3 and §1.5; official README §7.4
-steps 3 and 6).
+"""Ray sampling and volume rendering of the pose field (paper §3.2;
+docs/architecture.md §Ray sampling, §Volume rendering; docs/official_conventions.md §Forward pass, steps 3 and 6).
 
 The official code samples a slab of fixed depth around the body: S stratified distances t along each *unit* ray
 in [t0 + ray_start, t0 + ray_end], where t0 is the camera-frame depth of the generator-frame origin (the official
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from neural.camera import Camera
+from .camera import Camera
 
 __all__ = ["RaySamples", "Composite", "sample_rays", "composite"]
 

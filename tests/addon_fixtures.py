@@ -1,6 +1,7 @@
 """Shared set-up of the add-on tests (tests/test_addon_*.py): the add-on registered in this bpy process, a
 factory-fresh scene per test, small SMPL-format bodies, a tiny random-weight checkpoint, and rigs built the
-way the public SMPL add-ons build them (notes/blender.md §4), written from their described conventions."""
+way the public SMPL add-ons build them (docs/conventions.md §Public SMPL add-ons), written from their described
+conventions."""
 
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ def registered():
 
 @pytest.fixture
 def blank(registered):
-    """An empty factory scene with the add-on registered."""
+    """An empty factory scene with the add-on registered, Film > Transparent on (straight alpha, what most tests
+    compare against neural.Renderer; the opaque film is tested on its own)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.context.scene.render.film_transparent = True
     yield bpy.context.scene
 
 

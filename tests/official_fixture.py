@@ -1,10 +1,9 @@
-"""The official generator's golden fixture (`data/official_fixture_small.npz`, a copy of
-shared/official/fixture_small.npz; README §7 there): a reduced MAP3DBN512L (width 32, style map 16×8, image 64×32,
+"""The official generator's golden fixture (`data/official_fixture_small.npz`, described in
+docs/official_conventions.md §Golden fixture): a reduced MAP3DBN512L (width 32, style map 16×8, image 64×32,
 isolated pose styles, SPADE hidden 128) with random but non-trivial weights, run unmodified on CPU. These helpers
 map its keys onto ours with the importer's own renames (`neural.official.our_key`) and rebuild its inputs as our
 body-frame PosedBody and OpenCV Camera. `data/state_dict_*.tsv` are the official key/shape manifests."""
 
-import re
 from pathlib import Path
 
 import numpy as np

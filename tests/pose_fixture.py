@@ -1,5 +1,6 @@
 """The official golden fixture (official_fixture.py) as inputs of the pose mapping network: its weights under our
-names, its body as a PoseCondition, and its render camera as our Camera (official README §7.2–7.4)."""
+names, its body as a PoseCondition, and its render camera as our Camera
+(docs/official_conventions.md §Golden fixture, §Generator frame, §Forward pass)."""
 
 import numpy as np
 import torch

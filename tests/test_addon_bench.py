@@ -10,6 +10,7 @@ from addon import bench, engine
 __all__ = ["blank", "registered"]
 
 
+@pytest.mark.slow
 def test_measure_splits_frame_time_into_generator_and_engine(blank, tmp_path):
     body = write_body(tmp_path / "body.npz")
     rows = [(name, bench.measure(frames=2, width=128, height=64, body_file=str(body), png=png))

@@ -42,6 +42,7 @@ print("RESULT " + json.dumps({"neural": neural.renderer.__file__, "addon": type(
 """
 
 
+@pytest.mark.slow
 def test_build_install_in_a_fresh_blender_and_render(tmp_path):
     done = subprocess.run([sys.executable, "-m", "addon", "build", "--out", str(tmp_path / "dist"), "--no-wheels"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

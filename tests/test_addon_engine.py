@@ -140,13 +140,16 @@ def test_escape_in_an_animation_stops_within_a_tile_and_keeps_earlier_frames(bla
     blank.render.filepath = str(tmp_path / "reference" / "frame_")
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
     renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
-    renderer.tile_pixels = 64  # the tiny crop (32 × 16) in 8 tiles
-    polls, progress = {}, {}
+    renderer.tile_pixels = 64  # the tiny crop's shown pixels in several tiles
+    polls, progress, tiles = {}, {}, {}
     render_frame = engine.render_frame
 
     def escaping(frame, *, should_stop, on_progress, **kwargs):
         """Esc during frame 3 after one tile: the engine's should_stop (RenderEngine.test_break) turns true."""
         current = blank.frame_current
+        count = sum(renderer.pixels_to_synthesize(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
+                for _, names, request in frame.requests())
+        tiles[current] = -(-count // renderer.tile_pixels)
 
         def stop():
             polls[current] = polls.get(current, 0) + 1
@@ -164,7 +167,8 @@ def test_escape_in_an_animation_stops_within_a_tile_and_keeps_earlier_frames(bla
         bpy.ops.render.render(animation=True)
     finally:
         renderer.tile_pixels = 65536
-    assert progress[1] == pytest.approx([k / 8 for k in range(1, 9)]) and progress[3] == pytest.approx([1 / 8])
+    assert tiles[1] >= 3 and progress[1] == pytest.approx([k / tiles[1] for k in range(1, tiles[1] + 1)])
+    assert progress[3] == pytest.approx([1 / tiles[3]])
     assert polls[3] == 2  # stopped at the first check after one tile
     for f in (1, 2):  # frames written before Esc are untouched (Blender skips writing the interrupted frame when
         # its own break flag is set, which a headless process cannot raise)
@@ -179,7 +183,9 @@ def test_cancel_stops_within_one_tile(blank, files):
     make_scene(blank, files)
     frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_pelvis=engine.rest_pelvis)
     renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
-    renderer.tile_pixels = 64  # the tiny crop (32 × 16) in 8 tiles
+    renderer.tile_pixels = 64  # the tiny crop's shown pixels in several tiles
+    tiles = -(-sum(renderer.pixels_to_synthesize(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
+                for _, names, request in frame.requests()) // 64)
     polls, progress = [], []
 
     def should_stop():
@@ -191,7 +197,7 @@ def test_cancel_stops_within_one_tile(blank, files):
                                   should_stop=should_stop, on_progress=progress.append)
     finally:
         renderer.tile_pixels = 65536
-    assert out is None and len(polls) == 3 and progress == pytest.approx([1 / 8, 2 / 8])
+    assert tiles >= 3 and out is None and len(polls) == 3 and progress == pytest.approx([1 / tiles, 2 / tiles])
 
 
 def test_errors_are_reported_by_name_and_the_others_render(blank, files, tmp_path, capfd):
@@ -227,3 +233,34 @@ def test_errors_are_reported_by_name_and_the_others_render(blank, files, tmp_pat
         assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
         assert any(text in r and "'Good'" in r for r in engine.LAST_REPORTS), engine.LAST_REPORTS
         assert np.asarray(Image.open(tmp_path / "errors.png"))[..., 3].max() == 0
+
+
+def test_film_transparent_off_composites_over_the_world_colour_as_blenders_engines(blank, files, tmp_path):
+    make_scene(blank, files)
+    blank.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
+    blank.render.image_settings.file_format = "OPEN_EXR_MULTILAYER"
+    blank.render.image_settings.color_depth = "32"
+    blank.render.filepath = str(tmp_path / "clear.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    clear = read_exr(tmp_path / "clear.exr")["Combined"]
+    world = bpy.data.worlds.new("World")
+    world.use_nodes = True
+    background = world.node_tree.nodes["Background"]
+    background.inputs["Color"].default_value = (0.2, 0.4, 0.6, 1.0)
+    background.inputs["Strength"].default_value = 0.5
+    blank.world = world
+    blank.render.film_transparent = False
+    blank.render.filepath = str(tmp_path / "opaque.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    opaque = read_exr(tmp_path / "opaque.exr")["Combined"]
+    alpha = clear[..., 3:]
+    assert (alpha == 0).mean() > 0.5 and (alpha == 1).sum() > 100
+    np.testing.assert_allclose(opaque[..., 3], 1.0)
+    expected = clear[..., :3] + (1 - alpha) * np.array([0.1, 0.2, 0.3], np.float32)  # colour × strength, linear
+    np.testing.assert_allclose(opaque[..., :3], expected, atol=1e-5)
+    blank.world = None  # no world: black behind the people, still opaque
+    blank.render.filepath = str(tmp_path / "black.exr")
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    black = read_exr(tmp_path / "black.exr")["Combined"]
+    np.testing.assert_allclose(black[..., :3], clear[..., :3], atol=1e-6)
+    np.testing.assert_allclose(black[..., 3], 1.0)

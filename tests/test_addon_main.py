@@ -26,6 +26,7 @@ def run(*args, cwd=ROOT):
     return done
 
 
+@pytest.mark.slow
 def test_demo_renders_and_the_saved_blend_renders_the_same(tmp_path):
     body = write_body(tmp_path / "body.npz")
     model = write_tiny_model(tmp_path / "tiny.safetensors", body)

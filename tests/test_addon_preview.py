@@ -1,7 +1,8 @@
 """addon/preview.py: the viewport's view becomes the same frame as the camera's, refinement levels arrive coarse to
 fine on a worker thread without blocking the caller, Esc-like stops end within a tile, and the drawing code puts
 the Combined pass on screen. Headless bpy never calls view_draw itself, so the drawing runs offscreen on Mesa's
-software OpenGL (started by a Workbench render, notes/blender.md §6) with stand-ins for the engine and context."""
+software OpenGL (started by a Workbench render, docs/environment.md §Headless Blender testing) with stand-ins for the
+engine and context."""
 
 import math
 import time
@@ -99,7 +100,9 @@ def test_stop_ends_the_job_within_a_tile(blank, files):
     make_scene(blank, files)
     frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_pelvis=engine.rest_pelvis)
     renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
-    renderer.tile_pixels = 16
+    coarse = sum(renderer.pixels_to_synthesize(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail),
+                                            stride=4) for _, names, request in frame.requests())
+    renderer.tile_pixels = -(-coarse // 2)  # level 4 in 2 tiles
     polls = []
 
     def render(stride, should_stop):
@@ -116,7 +119,7 @@ def test_stop_ends_the_job_within_a_tile(blank, files):
         job.start().wait(60)
     finally:
         renderer.tile_pixels = 65536
-    # level 4 is 2 tiles of 16 crop pixels; the stop during level 2's first tile is seen at the next poll
+    # level 4 is 2 tiles; the stop during level 2's first tile is seen at the next poll
     assert polls == [4, 4, 2] and job.finished == [4] and job.take()[0] == 4 and not job.running
 
 

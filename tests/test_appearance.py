@@ -1,4 +1,5 @@
-"""Appearance mapping z → w (spec §1.6): against the official golden fixture, truncation, determinism, gradients."""
+"""Appearance mapping z → w (docs/architecture.md §Appearance mapping): against the official golden fixture, truncation,
+determinism, gradients."""
 
 import math
 

@@ -1,5 +1,5 @@
-"""Pixel-wise SPADE backbone (spec §1.7): golden fixture, fast == naive, exact pixel subsets, training path,
-ablation variants, FLOP count."""
+"""Pixel-wise SPADE backbone (docs/architecture.md §Backbone): golden fixture, fast == naive, exact pixel subsets,
+training path, ablation variants, FLOP count."""
 
 import copy
 
@@ -214,7 +214,8 @@ def test_upsampling_variant():
 
 
 def test_flop_count():
-    # The official README §4 counts 1595.6 GFLOP for the MAP3DBN512L backbone (confirmed there by FlopCounterMode).
+    # docs/official_conventions.md §FLOPs counts 1595.6 GFLOP for the MAP3DBN512L backbone (confirmed there by
+    # FlopCounterMode).
     assert backbone_flops(PRESETS["paper-512"], fast=False) == pytest.approx(1595.6e9, rel=1e-4)
     assert backbone_flops(PRESETS["paper-256"], fast=False) == pytest.approx(348.4e9, rel=1e-3)
     # Our counter equals torch's own count of the naive path (whose only matmuls are the 1×1 convs).

@@ -2,6 +2,8 @@
 reader checks (naive vs fast, their difference, FLOPs, memory, targets, the official anchors)."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from neural.config import preset
 from neural.generator import Generator
 
 
+@pytest.mark.slow
 def test_bench_tiny_writes_table_and_json(tmp_path, capsys):
     body = write_box_body(tmp_path / "box_body.npz")
     out = tmp_path / "bench.json"
@@ -26,7 +29,26 @@ def test_bench_tiny_writes_table_and_json(tmp_path, capsys):
     assert row["max_abs_diff"] < 1e-4                       # the naive and fast paths compute the same image
     assert row["naive_gflop"] > row["fast_gflop"]          # constant-style SPADEs run once per image, not per pixel
     assert 100 < row["rss_peak_mib"] < 4000 and row["speedup"] == pytest.approx(row["naive_ms"] / row["fast_ms"])
-    assert data["raster"]["raster_ms"] > 0 and data["official"]["paper-512"]["ms"] == 48030.0
+    assert data["raster"]["raster_ms"] > 0
+    assert data["official"] == official_anchors_from_docs()
+
+
+def official_anchors_from_docs() -> dict:
+    """The official run's numbers read from the page that records them, independently of neural/bench.py's table:
+    docs/official_conventions.md §Timings (the median rows at yaw 0), §FLOPs (whole frame), §Memory (peak, MiB)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "official_conventions.md").read_text(encoding="utf-8")
+    anchors = {}
+    for name, config in (("paper-512", "MAP3DBN512L"), ("paper-256", "MAP3DBN ")):
+        (row,) = [line.split("|")[1:-1] for line in text.splitlines()
+                  if line.startswith(f"| {config}") and "zero pose, yaw 0 | 3 |" in line]
+        total, field, backbone = (round(float(row[i]) * 1000, 3) for i in (3, 4, 8))
+        anchors[name] = {"ms": total, "field_ms": field, "backbone_ms": backbone}
+    (flops,) = re.findall(r"\| whole frame \| \| ≈ (\d+) GFLOP \| ≈ (\d+) GFLOP \|", text)
+    (memory,) = re.findall(r"Peak resident memory.*?: ([\d.]+) GiB \(MAP3DBN\), [\d.]+–([\d.]+) GiB", text, re.S)
+    for name, gflop, gib in (("paper-256", flops[0], memory[0]), ("paper-512", flops[1], memory[1])):
+        anchors[name]["gflop"] = float(gflop)
+        anchors[name]["rss_mib"] = pytest.approx(float(gib) * 1024, abs=0.005 * 1024)
+    return anchors
 
 
 def test_realistic_weights_set_batch_norm_statistics_and_converge_spectral_norms():
@@ -41,6 +63,7 @@ def test_realistic_weights_set_batch_norm_statistics_and_converge_spectral_norms
     assert sigma == pytest.approx(torch.linalg.matrix_norm(w.detach(), ord=2).item(), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_bench_measures_a_model_file_with_its_own_weights(tmp_path, capsys):
     """`--model FILE` (e.g. the imported official weights) is measured instead of the random-weight presets, and a
     body file the model was not made for is refused."""

@@ -253,6 +253,7 @@ def test_convert_smpl_pickle_without_chumpy(tmp_path, protocol, sparse_format):
     assert (body(betas, pose, transl).vertices - reference(betas, pose, transl).vertices).abs().max() < 1e-6
 
 
+@pytest.mark.slow
 def test_convert_and_info_commands(tmp_path, capsys):
     arrays = synthetic_arrays(V=60, seed=4)
     src, dst = tmp_path / "model.pkl", tmp_path / "out" / "model.npz"
@@ -346,6 +347,7 @@ def test_bad_forward_inputs_name_the_culprit(kwargs, culprit):
         body(**kwargs)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu():
     arrays = synthetic_arrays()

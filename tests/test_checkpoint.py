@@ -1,5 +1,5 @@
-"""Checkpoints (design.md §3): .safetensors round trip with identical outputs, metadata, and every bad file refused
-with a message that names the file and the problem."""
+"""Checkpoints (docs/conventions.md §Checkpoints): .safetensors round trip with identical outputs, metadata, and every
+bad file refused with a message that names the file and the problem."""
 
 import json
 

@@ -7,6 +7,7 @@ from neural.__main__ import main
 from neural.demo import POSES, part_palette, pose_tensor
 
 
+@pytest.mark.slow
 def test_demo_writes_contact_sheet_and_pose_images(tmp_path):
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     sheet = np.asarray(Image.open(tmp_path / "demo" / "contact_sheet.png").convert("RGB"))

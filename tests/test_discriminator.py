@@ -18,7 +18,7 @@ def test_paper_channel_plan_and_size():
     assert decoder == [(512, 512), (1024, 256), (512, 256), (512, 128), (256, 128), (256, 64)]
     assert d.head.out_channels == NUM_CLASSES
     count = sum(p.numel() for p in d.parameters())
-    assert 20e6 < count < 28e6, count  # spec §2.1: ≈ 23.8M (hand count)
+    assert 20e6 < count < 28e6, count  # docs/architecture.md §Discriminator: ≈ 23.8M
 
 
 def test_forward_shapes_and_pixel_locality():

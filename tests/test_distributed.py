@@ -4,6 +4,7 @@ import os
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
@@ -45,6 +46,7 @@ def _worker(rank, port, out):
     distributed.shutdown()
 
 
+@pytest.mark.slow
 def test_batch_norm_and_gradients_match_one_process_on_the_whole_batch(tmp_path):
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     net = _net()
@@ -67,6 +69,7 @@ def test_single_process_is_untouched():
     assert distributed.sync_batch_norm(net, ctx) is net and type(net[1]) is nn.BatchNorm2d
 
 
+@pytest.mark.slow
 def test_two_process_training_run_stays_in_sync(tmp_path):
     """`torchrun --nproc_per_node 2` on CPU (gloo): a few steps of the tiny preset, with the loop's own check that
     both processes hold identical networks at every checkpoint, and one checkpoint written by rank 0."""

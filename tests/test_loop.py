@@ -60,6 +60,7 @@ def _check_files(run):
     assert not list(run.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_step(collection, tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -86,6 +87,7 @@ def test_killed_run_resumes_to_the_same_step(collection, tmp_path):
     assert {p.name for p in (run / "samples").iterdir()} >= {"reals.png", "fakes-0000010.png", "fakes-0000024.png"}
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(collection, tmp_path):
     from safetensors.torch import load_file
 
@@ -134,6 +136,7 @@ def test_cuda_amp_run_resumes(collection, tmp_path):
     _check_files(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_silhouette_loss_shapes_the_pose_field(collection, tmp_path):
     """With the silhouette loss on, the pose field's opacity moves toward the body's coverage within a few steps
     (the field lr is raised so that a 30-step run shows it)."""

@@ -78,8 +78,9 @@ def test_resume_says_where_it_resumed_from(collection, tmp_path, capsys):
     assert f"resumed from step 3 ({run / 'state-0000003.safetensors'})" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("log_every,logged", [(1, 4), (4, 1)])  # found when it happens, or at the next write
 def test_a_nan_loss_stops_the_run_naming_step_and_term_and_keeps_the_checkpoints(collection, tmp_path,
-                                                                                  monkeypatch):
+                                                                                  monkeypatch, log_every, logged):
     run = tmp_path / "run"
     original, calls = loop.silhouette_loss, []
 
@@ -91,10 +92,11 @@ def test_a_nan_loss_stops_the_run_naming_step_and_term_and_keeps_the_checkpoints
     monkeypatch.setattr(loop, "silhouette_loss", poisoned)
     with pytest.raises(NonFiniteError, match=r"step 5: non-finite loss \(loss_G = nan, silhouette = nan\).*"
                                              r"newest checkpoint, step 3 .*state-0000003.safetensors.*untouched"):
-        train(CONFIG.replace(steps=9, silhouette_lambda=1.0), data=collection, run=run, progress=False)
+        train(CONFIG.replace(steps=9, silhouette_lambda=1.0, log_every=log_every), data=collection, run=run,
+              progress=False)
     assert state.complete_steps(run) == [3]
     stats = [line for line in (run / "stats.jsonl").read_text().splitlines()]
-    assert len(stats) == 4 and "NaN" not in "".join(stats)
+    assert len(stats) == logged and "NaN" not in "".join(stats)
     tensors, _ = state.read(state.state_path(run, 3))
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
 

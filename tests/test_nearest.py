@@ -114,6 +114,7 @@ def test_batched_search_and_errors():
         NearestVertices(vertices)(bad)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_search_matches_cpu():
     fixture = official_fixture.load()

@@ -103,7 +103,8 @@ def test_summary_lists_what_was_dropped_and_computed(imported):
 @pytest.mark.parametrize(("name", "preset", "pool"), [("MAP3DBN512L", "paper-512", 219047 * 420),
                                                      ("MAP3DBN", "paper-256", 10 * 384)])
 def test_official_manifests_map_exactly_onto_our_presets(name, preset, pool):
-    """Every key of the released configs' state dicts (official README §6) has its place and shape in ours."""
+    """Every key of the released configs' state dicts (docs/official_conventions.md §State-dict layout) has its place
+    and shape in ours."""
     shapes = official_fixture.manifest(name)
     assert official.infer_config(shapes) == (name, preset)
     state = {k: torch.empty(s, device="meta", dtype=torch.int64 if k.endswith("num_batches_tracked")

@@ -1,5 +1,6 @@
-"""Pose field and pose MLP (spec §1.5; official README §7.4 steps 1, 2, 5): official outputs from the fixture's
-weights, the official parameter layout of the released 512 model, inits, truncation means, the folded fast path."""
+"""Pose field and pose MLP (docs/architecture.md §Pose field; docs/official_conventions.md §Forward pass, steps 1, 2,
+5): official outputs from the fixture's weights, the official parameter layout of the released 512 model, inits,
+truncation means, the folded fast path."""
 
 import math
 
@@ -12,7 +13,7 @@ from neural.config import PRESETS
 from neural.pose_field import OFFICIAL_PREFIXES
 from neural.pose_mapping import PoseMappingNetwork
 
-# Rows `neural_field.*` and `neural_field_mapping_network.*` of shared/official/state_dict_MAP3DBN512L.tsv.
+# Rows `neural_field.*` and `neural_field_mapping_network.*` of tests/data/state_dict_MAP3DBN512L.tsv.
 OFFICIAL_512_SHAPES = {
     "neural_field.first_layer_coord.layer.weight": (420, 3), "neural_field.first_layer_coord.layer.bias": (420,),
     "neural_field.first_layer_mod.layer.weight": (420, 31), "neural_field.first_layer_mod.layer.bias": (420,),

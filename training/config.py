@@ -1,4 +1,5 @@
-"""Training configurations: one frozen dataclass and its named presets (paper spec §2.3–2.4).
+"""Training configurations: one frozen dataclass and its named presets
+(docs/architecture.md §Segmentation loss, §Optimisation).
 
 `paper-256` and `paper-512` follow the official MAP3DBN / MAP3DBN512L schedules (Adam (0, 0.9), lr 1e-4 / 4e-4
 dropping to 5e-5 / 2e-4 at step 140k for 256, 5e-5 / 2e-4 throughout for 512, batch 32, grad clip 1.0, EMA 0.999,
@@ -17,14 +18,16 @@ from typing import Any, Literal
 from neural import config as generator_config
 from neural.config import GeneratorConfig, check_field_types, checked_fields
 
-# Official phase cycle (spec §2.4): which of 8 consecutive steps render from a randomly rotated camera.
+# Official phase cycle (docs/architecture.md §Optimisation): which of 8 consecutive steps render from a randomly rotated
+# camera.
 PAPER_ROTATE_CYCLE = (False, True, True, False, False, True, False, True)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
     generator: GeneratorConfig
-    # Discriminator (spec §2.1): encoder widths per level (the first `levels(H, W)` are used), decoder head width.
+    # Discriminator (docs/architecture.md §Discriminator): encoder widths per level (the first `levels(H, W)` are used),
+    # decoder head width.
     d_channels: tuple[int, ...] = (128, 128, 256, 256, 512, 512)
     d_head: int = 64
     loss: Literal["segmentation", "binary"] = "segmentation"  # binary = the paper's ablation (loses pose control)

@@ -1,4 +1,5 @@
-"""Dataset folders: format, writer, reader, batches, and the camera-rotation augmentation (spec §2.4, §3).
+"""Dataset folders: format, writer, reader, batches, and the camera-rotation augmentation
+(docs/architecture.md §Optimisation, §Data).
 
 A dataset is a folder (written by `training prepare` or `training synth`):
 
@@ -9,7 +10,7 @@ A dataset is a folder (written by `training prepare` or `training synth`):
     parts/<name>.png         L uint8 part labels: 1 = background, 2..25 = dominant SMPL joint + 2
     fits.npz                 per image, in manifest order (never pickled): name (N,) str, betas (N, nb),
                              pose (N, 24, 3) axis-angle root first, transl (N, 3) — the body frame of
-                             docs/interfaces.md —, K (N, 3, 3) pixels at H×W, world_to_camera (N, 4, 4) body
+                             docs/conventions.md —, K (N, 3, 3) pixels at H×W, world_to_camera (N, 4, 4) body
                              frame → OpenCV camera
     <other>.npz              optional per-image extras (e.g. synth's appearance.npz), same order
 
@@ -243,7 +244,8 @@ def rotate_about_body(world_to_camera: Tensor, root_rotation: Tensor, center: Te
                       pitch: Tensor) -> Tensor:
     """Cameras moved around the body: the camera orbits `center` by `yaw` about the body's own up axis (its root
     frame's +Y; positive towards the subject's left, as Camera.orbit) and by `pitch` about the root frame's +X
-    (positive raises a frontal camera). The paper's novel views (spec §1.2) in the body frame.
+    (positive raises a frontal camera). The paper's novel views (docs/architecture.md §Inputs and cameras) in the body
+    frame.
 
     world_to_camera (B, 4, 4) body frame → camera; root_rotation (B, 3, 3); center (B, 3) body frame (the pelvis);
     yaw, pitch (B,) radians. Returns (B, 4, 4). yaw = pitch = 0 returns the input.

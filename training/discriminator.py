@@ -1,4 +1,5 @@
-"""OASIS-style U-Net discriminator: per-pixel logits over fake + background + 24 parts (paper spec §2.1–2.2).
+"""OASIS-style U-Net discriminator: per-pixel logits over fake + background + 24 parts
+(docs/architecture.md §Discriminator, §Labels).
 
 The image (B, 3, H, W) goes down an encoder of residual blocks (3×3 spectral-normed convs, LeakyReLU 0.2, average
 pooling ×2, a learned 1×1 shortcut where the width changes) and back up a mirrored decoder (nearest ×2 upsampling,

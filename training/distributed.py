@@ -1,11 +1,13 @@
-"""Data-parallel helpers: process group from `torchrun`, gradient all-reduce, cross-process batch norm (spec §2.4).
+"""Data-parallel helpers: process group from `torchrun`, gradient all-reduce, cross-process batch norm
+(docs/architecture.md §Optimisation).
 
 The paper trains with DDP and SyncBatchNorm: its spatially-adaptive *batch* norm needs batch statistics over the
 global batch. Gradients are averaged here with one flat all-reduce per network after backward (the StyleGAN2-ADA
 scheme) rather than through `DistributedDataParallel`: each step calls the discriminator several times (on fakes for
 G, on reals for R1) and flips `requires_grad` between networks, which DDP's hooks do not follow. Batch norm: on CUDA
-`torch.nn.SyncBatchNorm`; on CPU (which SyncBatchNorm refuses, notes/feasibility.md addendum) `AllReduceBatchNorm2d`
-all-reduces per-channel sums with the differentiable `torch.distributed.nn.functional.all_reduce`.
+`torch.nn.SyncBatchNorm`; on CPU (which SyncBatchNorm refuses, docs/environment.md §SyncBatchNorm on CPU)
+`AllReduceBatchNorm2d` all-reduces per-channel sums with the differentiable
+`torch.distributed.nn.functional.all_reduce`.
 """
 
 from __future__ import annotations

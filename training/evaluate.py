@@ -1,4 +1,4 @@
-"""`python -m training evaluate`: measure generators with the protocol of design.md §5 and write the table.
+"""`python -m training evaluate`: measure generators with the protocol of docs/evaluation.md and write the table.
 
     python -m training evaluate --data DIR --out DIR --model M [M ...] [--count N] [--people N] [--psi P]
                                 [--parser FILE | --train-parser [--parser-steps N]] [--device auto|cpu|cuda]

@@ -1,4 +1,5 @@
-"""Reading SMPL fits of a photo collection, safely, in the forms regressors and AMASS write (spec §3).
+"""Reading SMPL fits of a photo collection, safely, in the forms regressors and AMASS write
+(docs/architecture.md §Data).
 
 Accepted files: `.npz` (never with pickled objects), `.json`, and `.pkl` read by a restricted unpickler that builds
 numpy arrays and plain containers only and refuses anything else by name (a pickle can run code when loaded).
@@ -34,7 +35,8 @@ FIT_SUFFIXES = (".npz", ".json", ".pkl")
 _NAME_KEYS = ("imgname", "image_names", "image_name", "names", "name")
 _POSE_KEYS = ("pose", "poses", "full_pose", "thetas", "pred_pose")
 _BETA_KEYS = ("betas", "shape", "pred_shape", "pred_betas")
-# weak perspective is emulated by a narrow pinhole: a 12° vertical field of view over the person's crop (spec §1.2)
+# weak perspective is emulated by a narrow pinhole: a 12° vertical field of view over the person's crop
+# (docs/architecture.md §Inputs and cameras)
 WEAK_PERSPECTIVE_FOV_DEG = 12.0
 
 

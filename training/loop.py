@@ -1,4 +1,4 @@
-"""The training loop: `train(config, data, run)` (paper §3.4, spec §2.3–2.4).
+"""The training loop: `train(config, data, run)` (paper §3.4; docs/architecture.md §Optimisation).
 
 Each iteration is one discriminator step then one generator step on the same real minibatch, whose SMPL fits and
 cameras condition G, with fresh z for each. Step types cycle with period 8: on "rotate" steps G renders from the
@@ -10,7 +10,7 @@ density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` 
 
 One deliberate difference from the official code: the discriminator's real-image target is the photo's part map or
 (p = ½) its fit's part map rasterised from the *photo's* camera, never from the rotated camera that the official
-code also uses there (a label/image mismatch on half of the steps, spec §2.3).
+code also uses there (a label/image mismatch on half of the steps, docs/architecture.md §Segmentation loss).
 
 The run folder: training_options.json, stats.jsonl, samples/*.png, checkpoints (training/state.py). Running the same
 command again resumes from the newest complete checkpoint.
@@ -37,7 +37,7 @@ from neural.generator import Generator
 from neural.raster import part_map, rasterize
 
 from . import distributed, state
-from .checks import check_losses, check_weights
+from .checks import LossWatch, check_weights
 from .memory import check_training
 from .validate import listing
 from .config import TrainingConfig
@@ -217,6 +217,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         write_grid(run / "samples" / "reals.png", samples.reals())
 
     meter = _Meter(start, config.steps, config.batch, progress and ctx.main)
+    watch = LossWatch()
     autocast = torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp)
     cycle = len(config.rotate_cycle)
     for step in range(start, config.steps):
@@ -248,8 +249,8 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         z_g = torch.randn(local_batch, gc.latent_dim, generator=rng).to(dev)
         ray_rng = torch.Generator(device=dev).manual_seed(int(torch.randint(2**62, (1,), generator=rng)))
 
-        # The pose field does not depend on z (spec §1.5: its FiLM codes are learnt constants), so one rendering
-        # of it, with gradients, serves the D step's fakes (another z, no gradients) and the G step.
+        # The pose field does not depend on z (docs/architecture.md §Pose field: its FiLM codes are learnt constants),
+        # so one rendering of it, with gradients, serves the D step's fakes (another z, no gradients) and the G step.
         with autocast:
             styles = G.prepare(z_g, posed, fake_camera, generator=ray_rng, noise_std=noise)
 
@@ -291,12 +292,15 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         update_ema(ema, G, step, config.ema_decay)
 
         done = step + 1
-        losses = {"loss_D": d_loss.item(), "loss_G": g_loss.item(), "r1": r1.item(), "silhouette": silhouette.item(),
-                  "surface_depth": surface.item(), "mode_seeking": seeking.item()}
-        check_losses(done, losses, lambda: _newest(run))
-        meter.tick(done, {"D": losses["loss_D"], "G": losses["loss_G"]})
+        terms = {"loss_D": d_loss, "loss_G": g_loss, "r1": r1, "silhouette": silhouette, "surface_depth": surface,
+                 "mode_seeking": seeking}
+        watch.update(done, terms)
+        meter.tick(done, {"D": d_loss, "G": g_loss})  # tensors: read (a host sync) only when a line is printed
+        if any(done % every == 0 for every in (config.log_every, config.sample_every, config.checkpoint_every)) \
+                or done == config.steps:
+            watch.check(lambda: _newest(run))  # nothing is written after a non-finite loss
         if done % config.log_every == 0 or done == config.steps:
-            values = distributed.mean_over_processes(losses, world, dev)
+            values = distributed.mean_over_processes({k: v.item() for k, v in terms.items()}, world, dev)
             if ctx.main:
                 memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
                     if dev.type == "cuda" else {}
@@ -361,7 +365,7 @@ class _Meter:
         self.rate = 0.0
         self.tty = sys.stderr.isatty()
 
-    def tick(self, step: int, losses: dict[str, float]) -> None:
+    def tick(self, step: int, losses: dict[str, Tensor]) -> None:
         now = time.perf_counter()
         self.rate = (step - self.start) * self.batch / max(now - self.t0, 1e-9)
         if not self.show or (not self.tty and now - self.last < 30 and step < self.total):

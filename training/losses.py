@@ -1,4 +1,5 @@
-"""Adversarial losses: OASIS-style class-balanced segmentation loss, R1, and the binary ablation (spec §2.3).
+"""Adversarial losses: OASIS-style class-balanced segmentation loss, R1, and the binary ablation
+(docs/architecture.md §Segmentation loss).
 
 Segmentation loss (the paper's): the discriminator labels every pixel of a real image with its part (1 =
 background, 2..25 = parts) and every pixel of a generated image as 0 = fake; the generator is trained to make the
@@ -50,7 +51,7 @@ def _wide(x: Tensor) -> Tensor:
 
 
 def balanced_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
-    """Class-balanced cross-entropy over a batch (spec §2.3).
+    """Class-balanced cross-entropy over a batch (docs/architecture.md §Segmentation loss).
 
     logits (B, C, H, W); target (B, H, W) int64 in 0..C−1. For the classes c ≥ 1 present in the target, with n_c
     pixels each and K such classes, class c weighs w_c = (B·H·W) / (K·n_c) and class 0 weighs 0, so each present

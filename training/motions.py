@@ -1,7 +1,7 @@
 """Built-in motions for the synthetic collection: parametric poses of the 24 SMPL joints, by phase.
 
 Each motion maps a phase in [0, 1) to joint rotations in degrees (axis-angle: direction = axis in the parent's
-frame, length = angle), in the body frame of docs/interfaces.md (Y up, facing +Z, left = +X, T-pose rest). Arms
+frame, length = angle), in the body frame of docs/conventions.md (Y up, facing +Z, left = +X, T-pose rest). Arms
 point along ±X in the T-pose, so ±Z turns lower or raise them; legs point down, so −X swings a leg forward and +X
 bends a knee. `sample_pose` adds a random perturbation, so no two synthetic people stand exactly alike.
 """

@@ -1,9 +1,9 @@
 """The judge parser: a small U-Net that labels body parts in a photo, trained on a dataset's real images.
 
-Pose accuracy (design.md §5, `metrics/pose_accuracy.py`) needs a part segmenter that has never seen a generated
-image; no offline human parser ships on PyPI (notes/feasibility.md §5), so we train our own on the dataset the
-generator learnt from (images and their part maps, labels 1 = background, 2..25 = the 24 SMPL-joint parts). A
-seeded fraction of the items is held out; the parser's mIoU there is the ceiling of the pose-accuracy score.
+Pose accuracy (docs/evaluation.md §Pose accuracy, `metrics/pose_accuracy.py`) needs a part segmenter that has never seen
+a generated image; no offline human parser ships on PyPI (docs/environment.md §Offline models), so we train our own on
+the dataset the generator learnt from (images and their part maps, labels 1 = background, 2..25 = the 24 SMPL-joint
+parts). A seeded fraction of the items is held out; the parser's mIoU there is the ceiling of the pose-accuracy score.
 
 `python -m training evaluate --train-parser --data DIR --out DIR` writes `DIR/parser.safetensors`: the weights,
 and in the safetensors metadata the config, the training steps, the held-out item names and the held-out mIoU.

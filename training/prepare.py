@@ -1,12 +1,12 @@
 """`python -m training prepare`: a photo collection + SMPL fits → a dataset folder, with a validation report.
 
-The paper trains on SHHQ photos with SMPL fits from a single-image regressor and 24-part label maps (spec §3); the
-official preprocessing was never released. Here, per image: read the photo, its fit (training/fits.py), its mask
-and part map where given (`--masks`, `--parts`: PNGs named like the image; a part map holds this project's labels 1 =
-background, 2..25 = dominant SMPL joint + 2, with 0 read as background). Where no part map is given it is
-rasterised from the fit; where no mask is given it comes from the part map (or an RGBA photo's alpha). The person is
-cropped to a 2:1 frame around the mask with a margin, resized to the dataset size, and composited on white; the
-camera follows the crop. Unreadable, missing or non-finite inputs are listed by name in `report.json` and skipped —
+The paper trains on SHHQ photos with SMPL fits from a single-image regressor and 24-part label maps
+(docs/architecture.md §Data); the official preprocessing was never released. Here, per image: read the photo, its fit
+(training/fits.py), its mask and part map where given (`--masks`, `--parts`: PNGs named like the image; a part map holds
+this project's labels 1 = background, 2..25 = dominant SMPL joint + 2, with 0 read as background). Where no part map is
+given it is rasterised from the fit; where no mask is given it comes from the part map (or an RGBA photo's alpha). The
+person is cropped to a 2:1 frame around the mask with a margin, resized to the dataset size, and composited on white;
+the camera follows the crop. Unreadable, missing or non-finite inputs are listed by name in `report.json` and skipped —
 or, with `strict`, refused before anything is written.
 
 Memory stays bounded whatever the photo: a photo over MAX_PHOTO_PIXELS (a decompression bomb or a huge scan) is

@@ -1,4 +1,5 @@
-"""`python -m training synth`: a synthetic photo collection with known ground truth (design.md §5).
+"""`python -m training synth`: a synthetic photo collection with known ground truth
+(docs/evaluation.md §Ground truth and bottleneck rows).
 
 People made from the free body (any SMPL-format body works): random shapes, poses from the built-in motions
 (training/motions.py) with perturbation, cameras orbiting the body and framed 2:1 by the renderer's own crop camera.

@@ -1,4 +1,5 @@
-"""View consistency, pose consistency and temporal flicker by surface correspondence (design.md §5).
+"""View consistency, pose consistency and temporal flicker by surface correspondence
+(docs/evaluation.md §View consistency).
 
 3DHumanGAN's claim (paper §1, §4.3) is that its 3D pose mapping keeps a person's appearance consistent across
 views and poses, where 2D generators flicker. We measure it directly: two images of the same person (same seed),

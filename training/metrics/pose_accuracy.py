@@ -1,4 +1,5 @@
-"""Pose accuracy: part-map mIoU between a judge parser's prediction and the conditioning body (design.md §5).
+"""Pose accuracy: part-map mIoU between a judge parser's prediction and the conditioning body
+(docs/evaluation.md §Pose accuracy).
 
 The paper measures how well a generated person follows the conditioning pose; its tool was never released. Our
 judge is `training/parser.py`, trained on the dataset's real images and part maps: its prediction on a generated

@@ -1,4 +1,4 @@
-"""The evaluation protocol of design.md §5 (`python -m training evaluate`), for generators and ground truth.
+"""The evaluation protocol of docs/evaluation.md (`python -m training evaluate`), for generators and ground truth.
 
 The paper reports FID, pose accuracy and (qualitatively) 3D consistency (paper §4); its evaluation code was never
 released, so the protocol is ours and is written into every result. Everything is a pure function of the dataset,
