@@ -9,9 +9,7 @@ from PIL import Image
 
 from tiny_body import write_box_body
 from training.__main__ import main
-from training.config import preset
 from training.data import PhotoDataset
-from training.loop import train
 from training.synth import synth
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,6 @@ either failure stops the run with the step and the culprit named.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
