@@ -49,6 +49,7 @@ def _same(a: Path, b: Path) -> bool:
     return x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["state", "generator"])
 def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_good_one(collection, straight, tmp_path, capsys, kind):
     run = tmp_path / "run"
@@ -68,14 +69,6 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_good_one(collectio
     assert state.complete_steps(run) == [3, 6, 9]  # step 6 redone from step 3
     for k in ("state", "generator"):
         assert _same(run / f"{k}-0000009.safetensors", straight / f"{k}-0000009.safetensors"), k
-
-
-def test_resume_says_where_it_resumed_from(collection, tmp_path, capsys):
-    run = tmp_path / "run"
-    train(CONFIG.replace(steps=3), data=collection, run=run, progress=False)
-    capsys.readouterr()
-    train(CONFIG.replace(steps=4), data=collection, run=run, progress=False)
-    assert f"resumed from step 3 ({run / 'state-0000003.safetensors'})" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("log_every,logged", [(1, 4), (4, 1)])  # found when it happens, or at the next write
@@ -117,6 +110,7 @@ def test_non_finite_weights_are_never_checkpointed(collection, tmp_path, monkeyp
     assert state.complete_steps(run) == [3] and not list(run.glob("*-0000006.safetensors"))
 
 
+@pytest.mark.slow
 def test_a_damaged_options_file_is_named(collection, tmp_path):
     run = tmp_path / "run"
     train(CONFIG.replace(steps=1), data=collection, run=run, progress=False)
