@@ -19,7 +19,15 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Real motion capture for the retargeting tests: CMU-skeleton BVH clips from Debian's assimp-testmodels (CMU: free
+# for research and commercial use), unpacked into .cache without root. Without apt the tests write a stand-in clip.
+CMU_BVH := .cache/assimp-testmodels/usr/share/assimp/models/BVH/01_01.bvh
+mocap:
+	@test -f $(CMU_BVH) || (mkdir -p .cache && cd .cache && apt-get download -q assimp-testmodels >/dev/null && \
+		dpkg -x assimp-testmodels_*.deb assimp-testmodels) || \
+		echo "note: could not fetch Debian's assimp-testmodels; the mocap tests use a clip they write instead"
+
+test: $(STAMP) mocap
 	$(BIN)/ruff check .
 	BLENDER_USER_RESOURCES=$$(mktemp -d) $(BIN)/python -m pytest -q tests
 
@@ -35,4 +43,4 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m neural.bench
 
-.PHONY: venv test demo bench
+.PHONY: venv test demo bench mocap

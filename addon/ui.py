@@ -6,7 +6,8 @@ of the frame request).
 - Scene settings (`scene.humangan`): model file (empty: the default model), device, viewport preview scale.
 - Character settings (`object.humangan`, armatures): enabled, appearance seed, truncation ψ, body file (empty:
   the free body), betas.
-- Operators: Add > HumanGAN Human, Apply Shape to Rig (betas → rest skeleton and mesh), Import Motion (AMASS).
+- Operators: Add > HumanGAN Human, Apply Shape to Rig (betas → rest skeleton and mesh), Import Motion (AMASS),
+  File > Import > Motion onto HumanGAN Character (.bvh) and Retarget Motion from Armature (mocap, addon/motion.py).
 """
 
 from __future__ import annotations
@@ -192,6 +193,109 @@ class HUMANGAN_OT_import_motion(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
+_UNITS = [("auto", "Auto", "From the skeleton's leg length"), ("cm", "Centimetres", ""), ("m", "Metres", ""),
+          ("mm", "Millimetres", ""), ("inch", "Inches", ""), ("cmu", "CMU (1/0.45 inch)", "CMU's BVH conversion")]
+_BONE_MAP_HELP = ("Matches the name maps miss or get wrong: smpl_joint=SourceBone, separated by commas, e.g. "
+                  "'spine2=Chest, left_hand=' (nothing after '=' leaves that joint at rest)")
+
+
+def _progress(context):
+    """A motion.Progress callback on the window manager's progress bar (and the console for long clips)."""
+    wm = context.window_manager
+    started = []
+
+    def update(done: int, total: int, stage: str) -> None:
+        if not started:
+            wm.progress_begin(0, 1)
+            started.append(True)
+        wm.progress_update(done / max(total, 1))  # one bar, refilled per stage (sampling, retargeting, keying)
+        if total >= 500 and done % 500 == 0:
+            print(f"HumanGAN: {stage} {done}/{total}")
+
+    return update
+
+
+class _MocapOperator:
+    """What the two mocap operators share: the bone map, the run with progress and the report."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    bone_map: StringProperty(name="Bone Map", description=_BONE_MAP_HELP)
+    set_range: BoolProperty(name="Set Frame Range", default=True, description="End the scene with the motion")
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "ARMATURE"
+
+    def retarget(self, context, run) -> set[str]:
+        from neural.retarget import RetargetConfig
+        from neural.retarget_names import parse_bone_map
+
+        from . import rig
+
+        arm = context.active_object
+        try:
+            config = RetargetConfig(bone_map=parse_bone_map(self.bone_map), units=getattr(self, "units", "auto"))
+            report = run(arm, config, _progress(context))
+        except (ValueError, FileNotFoundError, rig.RigError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        finally:
+            context.window_manager.progress_end()
+        if self.set_range:
+            context.scene.frame_end = context.scene.frame_start + report.frames - 1
+        self.report({"INFO"}, f"'{arm.name}': {report.summary()}")
+        return {"FINISHED"}
+
+
+class HUMANGAN_OT_import_mocap(_MocapOperator, bpy.types.Operator, ImportHelper):
+    """Retarget a BVH motion capture clip (CMU, Mixamo, MotionBuilder-style or SMPL bone names) onto the active
+    HumanGAN character as keyframes at the scene's frame rate"""
+
+    bl_idname = "humangan.import_mocap"
+    bl_label = "Motion onto HumanGAN Character"
+
+    filename_ext = ".bvh"
+    filter_glob: StringProperty(default="*.bvh", options={"HIDDEN"})
+    units: EnumProperty(name="Units", items=_UNITS, default="auto", description="Units of the file's lengths")
+
+    def execute(self, context):
+        from . import motion
+
+        return self.retarget(context, lambda arm, config, progress: motion.import_bvh(
+            context.scene, arm, Path(self.filepath), config, progress))
+
+
+class HUMANGAN_OT_retarget_armature(_MocapOperator, bpy.types.Operator):
+    """Retarget the animation of another armature in the scene (e.g. from Blender's BVH or FBX import) onto the
+    active HumanGAN character as keyframes"""
+
+    bl_idname = "humangan.retarget_armature"
+    bl_label = "Retarget Motion from Armature"
+
+    source: StringProperty(name="Source Armature", description="The armature whose motion to copy")
+
+    def invoke(self, context, event):
+        others = [o for o in context.selected_objects if o.type == "ARMATURE" and o != context.active_object]
+        if others and not self.source:
+            self.source = others[0].name
+        return context.window_manager.invoke_props_dialog(self)
+
+    def draw(self, context):
+        self.layout.prop_search(self, "source", bpy.data, "objects")
+        self.layout.prop(self, "bone_map")
+        self.layout.prop(self, "set_range")
+
+    def execute(self, context):
+        from . import motion
+
+        source = bpy.data.objects.get(self.source)
+        if source is None:
+            self.report({"ERROR"}, f"no object named '{self.source}'; choose the source armature")
+            return {"CANCELLED"}
+        return self.retarget(context, lambda arm, config, progress: motion.import_from_armature(
+            context.scene, source, arm, config, progress))
+
+
 class RENDER_PT_humangan(bpy.types.Panel):
     bl_label = "HumanGAN"
     bl_space_type = "PROPERTIES"
@@ -248,14 +352,21 @@ class OBJECT_PT_humangan_character(bpy.types.Panel):
         layout.prop(settings, "betas")
         layout.operator(OBJECT_OT_humangan_apply_shape.bl_idname, icon="MOD_ARMATURE")
         layout.operator(HUMANGAN_OT_import_motion.bl_idname, icon="IMPORT")
+        layout.operator(HUMANGAN_OT_import_mocap.bl_idname, icon="ARMATURE_DATA")
+        layout.operator(HUMANGAN_OT_retarget_armature.bl_idname, icon="CON_ARMATURE")
 
 
 def _add_menu(self, context):
     self.layout.operator(OBJECT_OT_humangan_human_add.bl_idname, icon="OUTLINER_OB_ARMATURE")
 
 
+def _import_menu(self, context):
+    self.layout.operator(HUMANGAN_OT_import_mocap.bl_idname, text="Motion onto HumanGAN Character (.bvh)")
+
+
 CLASSES = (HumanGanPreferences, SceneSettings, CharacterSettings, OBJECT_OT_humangan_human_add,
-           OBJECT_OT_humangan_apply_shape, HUMANGAN_OT_import_motion, RENDER_PT_humangan, OBJECT_PT_humangan_character)
+           OBJECT_OT_humangan_apply_shape, HUMANGAN_OT_import_motion, HUMANGAN_OT_import_mocap,
+           HUMANGAN_OT_retarget_armature, RENDER_PT_humangan, OBJECT_PT_humangan_character)
 
 
 def _compatible_panels():
@@ -272,6 +383,7 @@ def register() -> None:
     bpy.types.Scene.humangan = PointerProperty(type=SceneSettings)
     bpy.types.Object.humangan = PointerProperty(type=CharacterSettings)
     bpy.types.VIEW3D_MT_add.append(_add_menu)
+    bpy.types.TOPBAR_MT_file_import.append(_import_menu)
     for panel in _compatible_panels():
         panel.COMPAT_ENGINES.add(ENGINE_ID)
     prefs = bpy.context.preferences.addons.get(__package__)
@@ -284,6 +396,7 @@ def register() -> None:
 def unregister() -> None:
     for panel in _compatible_panels():
         panel.COMPAT_ENGINES.discard(ENGINE_ID)
+    bpy.types.TOPBAR_MT_file_import.remove(_import_menu)
     bpy.types.VIEW3D_MT_add.remove(_add_menu)
     del bpy.types.Object.humangan
     del bpy.types.Scene.humangan

@@ -2,6 +2,8 @@
 
     demo --out DIR      the free body in eight poses, rasterised (neural/demo.py)
     render --out DIR    a motion or T-pose through the generator from orbit cameras, to PNGs (neural/render_cli.py)
+    retarget CLIP.bvh [--out motion.npz]
+                        mocap of any common skeleton onto SMPL, with its metrics (neural/retarget_cli.py)
     import-official SRC.pth DST.safetensors --body smpl.npz
                         the released official weights → our checkpoint format (neural/official.py)
 """
@@ -26,7 +28,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_arguments(commands.add_parser("render", help="render poses with a generator checkpoint to RGBA PNGs"))
 
-    from . import official
+    from . import official, retarget_cli
+
+    retarget_cli.add_arguments(commands.add_parser(
+        "retarget", help="retarget a .bvh mocap clip onto SMPL, print its metrics, optionally save an AMASS .npz"))
 
     official.add_arguments(commands.add_parser(
         "import-official", help="convert the released official 3DHumanGAN weights (.pth) to a .safetensors model"))
@@ -36,14 +41,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from . import official, retarget_cli
+
     if args.command == "render":
         from .render_cli import run as render
 
         render(args)
     elif args.command == "import-official":
-        from . import official
-
         official.run(args)
+    elif args.command == "retarget":
+        retarget_cli.run(args)
     else:
         from .demo import render_demo
 

@@ -50,10 +50,15 @@ class AmassMotion:
 
 def read_amass(path: str | Path, *, require_trans: bool = False, require_fps: bool = False) -> AmassMotion:
     """Read an AMASS-style .npz (FileNotFoundError if missing; ValueError naming the file, key and shape or value
-    on bad input). require_trans / require_fps: refuse files without `trans` / a frame rate key."""
+    on bad input). require_trans / require_fps: refuse files without `trans` / a frame rate key. A .bvh is
+    retargeted onto the free body (neural/retarget.py) and given in AMASS's Z-up world, with trans and fps."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"motion file {path} does not exist")
+    if path.suffix.lower() == ".bvh":  # mocap of any common skeleton, retargeted onto the free body
+        from .retarget import amass_from_bvh
+
+        return amass_from_bvh(path)
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:

@@ -83,16 +83,15 @@ class Generator(nn.Module):
         Detail beyond the model's resolution: a camera of (k·W, k·H) pixels renders the image k times finer (the
         backbone is a pixel-wise function of continuous coordinates); the pose field is rendered at style_scale
         times its own resolution (1: the model's map, upsampled further by the backbone; the pose field is a 3D
-        function, so any size can be rendered). style_scale must divide k."""
+        function, so any size can be rendered), 1 ≤ style_scale ≤ k."""
         config = self.config
         scale = camera.width // config.width
         if scale < 1 or (camera.width, camera.height) != (config.width * scale, config.height * scale):
             raise ValueError(f"camera is {camera.width}×{camera.height}; this generator renders "
                              f"{config.width}×{config.height} or an integer multiple of it (use crop_camera(..., "
                              f"width={config.width}, height={config.height}) and Camera.resized)")
-        if int(style_scale) != style_scale or style_scale < 1 or scale % style_scale:
-            raise ValueError(f"style_scale must be a positive integer dividing the image scale {scale}, "
-                             f"got {style_scale!r}")
+        if int(style_scale) != style_scale or not 1 <= style_scale <= scale:
+            raise ValueError(f"style_scale must be an integer from 1 to the image scale {scale}, got {style_scale!r}")
         if z.ndim != 2 or z.shape[0] != camera.K.shape[0]:
             raise ValueError(f"z must be (B, {config.latent_dim}) with B = the camera batch "
                              f"{camera.K.shape[0]}; got {tuple(z.shape)}")

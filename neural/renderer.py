@@ -36,7 +36,7 @@ import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
@@ -233,13 +233,15 @@ class Renderer:
     SMPL-format .npz (default the free body); device: "auto" | torch device string. tile_pixels: crop pixels per
     backbone call (bounds memory: about tile_pixels × width × 4 bytes × a few per activation). halo: how far around
     the body (fraction of the crop height) the field's opacity may add alpha. fast: the generator's fast path.
-    style_detail: "model" renders the pose style map at the model's resolution and lets the backbone upsample it
-    to the crop's detail; "crop" renders it at the crop's detail (the same multiple of its own resolution).
+    style_detail: the most times its own resolution the pose style map is rendered at, when a crop is rendered
+    finer than the model's grid (1: the model's map, upsampled by the backbone). Rendering the 3D field finer
+    makes part boundaries crisp and measured better on every metric (docs/detail.md); its cost grows with the
+    square, so it is capped (4: a 128×64 map for the default model).
     """
 
     def __init__(self, *, model_path: str | Path | None = None, body_path: str | Path | None = None,
                  device: str = "auto", tile_pixels: int = 65536, halo: float = 0.06, fast: bool = True,
-                 style_detail: Literal["model", "crop"] = "model") -> None:
+                 style_detail: int = 4) -> None:
         model_path = Path(model_path) if model_path is not None else default_model_path()
         body_path = Path(body_path) if body_path is not None else free_body_path()
         if not model_path.is_file():
@@ -261,7 +263,7 @@ class Renderer:
     @classmethod
     def from_modules(cls, *, generator: torch.nn.Module, body: BodyModel, device: str = "auto",
                      tile_pixels: int = 65536, halo: float = 0.06, fast: bool = True,
-                     style_detail: Literal["model", "crop"] = "model") -> "Renderer":
+                     style_detail: int = 4) -> "Renderer":
         """A renderer around an in-memory generator and body (training previews, benchmarks); no files."""
         renderer = cls.__new__(cls)
         renderer._setup(generator, body, device, tile_pixels, halo, fast, style_detail)
@@ -271,14 +273,14 @@ class Renderer:
     def _setup(self, generator, body, device, tile_pixels, halo, fast, style_detail) -> None:
         if tile_pixels < 1:
             raise ValueError(f"tile_pixels must be positive, got {tile_pixels}")
-        if style_detail not in ("model", "crop"):
-            raise ValueError(f"style_detail must be 'model' or 'crop', got {style_detail!r}")
+        if int(style_detail) != style_detail or style_detail < 1:
+            raise ValueError(f"style_detail must be a positive integer, got {style_detail!r}")
         self.device = select_device(device)
         self.generator = generator.eval().to(self.device)
         self.body = body.to(self.device)
         self.config = generator.config
         self.tile_pixels, self.halo, self.fast = int(tile_pixels), float(halo), bool(fast)
-        self.style_detail = style_detail
+        self.style_detail = int(style_detail)
         self._cache: tuple[bytes, list[_Work], tuple[CharacterFailure, ...]] | None = None  # the last request's
 
     # --- public ----------------------------------------------------------------------------------------------
@@ -400,7 +402,7 @@ class Renderer:
         z = self.generator.sample_z(int(character.seed)).to(dev)  # drawn on the CPU: the same on every device
         with self._autocast():
             styles = self.generator.prepare(z, body, crop, psi=float(character.psi), fast=self.fast,
-                                            style_scale=scale if self.style_detail == "crop" else 1)
+                                            style_scale=min(scale, self.style_detail))
         covered, coverage, halo_opacity, key = self._matte_geometry(body, crop, styles, scale)
         shown = (covered | (halo_opacity > 0)) & _reaches_frame(homography, crop, scene)
         key = torch.where(shown, key, torch.full_like(key, torch.inf))
