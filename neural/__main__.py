@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli import run_command
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m neural", description="3DHumanGAN neural renderer")
@@ -35,24 +37,25 @@ def main(argv: list[str] | None = None) -> int:
         "import-official", help="convert the released official 3DHumanGAN weights (.pth) to a .safetensors model"))
 
     args = parser.parse_args(argv)
-    if args.command in ("render", "import-official", "retarget"):
+    return run_command("python -m neural", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> None:
+    from . import official, retarget_cli
+
+    if args.command == "render":
         from .render_cli import run as render
 
-        run = {"render": render, "import-official": official.run, "retarget": retarget_cli.run}[args.command]
-        try:
-            run(args)
-        except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        return 0
-    if args.command == "demo":
+        render(args)
+    elif args.command == "import-official":
+        official.run(args)
+    elif args.command == "retarget":
+        retarget_cli.run(args)
+    else:
         from .demo import render_demo
 
         paths = render_demo(args.out, body_path=args.body)
         print(f"wrote {paths[0]} and {len(paths) - 1} pose images")
-        return 0
-    parser.error(f"unknown command {args.command!r}")
-    return 2
 
 
 if __name__ == "__main__":

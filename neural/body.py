@@ -303,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     info = commands.add_parser("info", help="vertex count, betas, fingerprint of a body file")
     info.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    try:
+
+    def command() -> None:
         if args.command == "convert":
             from neural.body_convert import convert_smpl_pickle
 
@@ -311,10 +312,9 @@ def main(argv: list[str] | None = None) -> int:
             print(_info(args.dst))
         else:
             print(_info(args.file))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    from neural.cli import run_command
+
+    return run_command("python -m neural.body", command)
 
 
 if __name__ == "__main__":

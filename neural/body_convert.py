@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import refuse_overwriting_input, write_atomic
+
 try:  # numpy 2 moved these to numpy._core (numpy 1.26 has only part of it)
     from numpy._core import multiarray as _multiarray
     from numpy._core import numeric as _numeric
@@ -124,9 +126,10 @@ def read_smpl_pickle(path: str | Path) -> dict[str, np.ndarray]:
     with open(path, "rb") as file:
         try:
             raw = _SafeUnpickler(file, path).load()
-        except pickle.UnpicklingError as error:
-            raise ValueError(str(error)) from error
-        except (EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        except pickle.UnpicklingError as error:  # ours name the file already; pickle's own do not
+            message = str(error) if str(path) in str(error) else f"{path} was refused by the SMPL reader: {error}"
+            raise ValueError(message) from error
+        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
             raise ValueError(f"{path} is not a readable SMPL pickle: {error}") from error
     if not isinstance(raw, dict):
         raise ValueError(f"{path} holds a {type(raw).__name__}; an SMPL model file holds a dict of arrays")
@@ -142,6 +145,7 @@ def convert_smpl_pickle(src: str | Path, dst: str | Path) -> Path:
     from neural.body import BodyModel
 
     src, dst = Path(src), Path(dst)
+    refuse_overwriting_input(dst, src)
     arrays = read_smpl_pickle(src)
     BodyModel(arrays=arrays, source=str(src))  # same checks as BodyModel.load: fail before writing
     out = {k: (v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v) for k, v in arrays.items()}
@@ -149,7 +153,9 @@ def convert_smpl_pickle(src: str | Path, dst: str | Path) -> Path:
     out["kintree_table"] = arrays["kintree_table"].astype(np.int64)
     out["kintree_table"][0, 0] = -1  # SMPL stores the root's parent as uint32 4294967295
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(dst, "wb") as file:  # a file object, so numpy does not append ".npz" to another suffix
-        np.savez_compressed(file, **out)
-    return dst
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:  # a file object, so numpy does not append ".npz" to another suffix
+            np.savez_compressed(file, **out)
+    return write_atomic(dst, write)
 

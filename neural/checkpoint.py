@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from .config import GeneratorConfig
+from .files import write_atomic
 
 FORMAT = "humangan-checkpoint/1"
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
@@ -73,15 +73,7 @@ def save(path: str | Path, generator, *, body_fingerprint: str, step: int = 0, e
         "extra": json.dumps(extra or {}),
         "content_sha256": content_hash(tensors),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        with open(tmp, "rb+") as f:  # on disk before the rename, so a crash leaves the old file or the new one
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_metadata(path: str | Path) -> Metadata:
@@ -92,9 +84,8 @@ def read_metadata(path: str | Path) -> Metadata:
 
 def load(path: str | Path, *, body_fingerprint: str | None = None, device: str | torch.device = "cpu"):
     """(Generator in eval mode on `device`, Metadata). body_fingerprint: the body the caller will pose; a
-    checkpoint made for another body is refused."""
-    from safetensors.torch import load_file
-
+    checkpoint made for another body is refused. Tensor shapes are checked against the config before anything is
+    allocated, so memory stays bounded by the file's size."""
     from .generator import Generator
 
     path = Path(path)
@@ -102,6 +93,21 @@ def load(path: str | Path, *, body_fingerprint: str | None = None, device: str |
     meta = _metadata(path, header.get("__metadata__") or {})
     if body_fingerprint is not None and body_fingerprint != meta.body_fingerprint:
         raise CheckpointError(_body_mismatch(path, meta, body_fingerprint))
+    with torch.device("meta"):  # the shapes the config implies, without allocating them (a config can be huge)
+        expected = {k: tuple(v.shape) for k, v in Generator(meta.config).state_dict().items()}
+    _check_keys(path, {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}, expected)
+    tensors = read_tensors(path, header)
+    generator = Generator(meta.config)
+    generator.load_state_dict(tensors)
+    return generator.to(device).eval(), meta
+
+
+def read_tensors(path: str | Path, header: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint on the CPU, checked against the content hash stored with them."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    header = _read_header(path) if header is None else header
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as error:  # safetensors raises its own error types
@@ -110,10 +116,7 @@ def load(path: str | Path, *, body_fingerprint: str | None = None, device: str |
     if stored_hash is not None and content_hash(tensors) != stored_hash:
         raise CheckpointError(f"checkpoint {path} is corrupt: its tensors do not match the content hash written "
                               "with them; re-download or re-export it")
-    generator = Generator(meta.config)
-    _check_keys(path, tensors, generator.state_dict())
-    generator.load_state_dict(tensors)
-    return generator.to(device).eval(), meta
+    return tensors
 
 
 def _read_header(path: Path) -> dict[str, Any]:
@@ -170,19 +173,20 @@ def _body_mismatch(path: Path, meta: Metadata, given: str) -> str:
             f"{meta.body_fingerprint}")
 
 
-def _check_keys(path: Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+def _check_keys(path: Path, shapes: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]) -> None:
+    """The file's tensor names and shapes against those its config implies."""
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     problems = []
     if missing:
         problems.append(f"missing tensors {_some(missing)}")
     if unexpected:
         problems.append(f"unexpected tensors {_some(unexpected)}")
-    wrong = [k for k in sorted(set(expected) & set(tensors)) if tuple(tensors[k].shape) != tuple(expected[k].shape)]
+    wrong = [k for k in sorted(set(expected) & set(shapes)) if shapes[k] != expected[k]]
     if wrong:
         more = f" (and {len(wrong) - 1} more tensors of the wrong shape)" if len(wrong) > 1 else ""
-        problems.append(f"tensor {wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}, the generator built from "
-                        f"the file's config expects {tuple(expected[wrong[0]].shape)}{more}")
+        problems.append(f"tensor {wrong[0]} has shape {shapes[wrong[0]]}, the generator built from "
+                        f"the file's config expects {expected[wrong[0]]}{more}")
     if problems:
         raise CheckpointError(f"checkpoint {path} does not fit its own config: " + "; ".join(problems) +
                               ". It was written by another version of the generator; re-export it")

@@ -6,6 +6,7 @@ real bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 from contextlib import contextmanager
@@ -19,6 +20,43 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 EXIT_ERROR = 1
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed and int64 arrays hold it
+PSI_RANGE = (-1.0, 2.0)  # 0: the average person, 1: no truncation; beyond about 2 the styles leave what G learnt
+
+
+def seed_argument(text: str) -> int:
+    """argparse type of an appearance seed: a whole number 0 .. 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not a whole number (0 .. {MAX_SEED})") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {value} is outside 0 .. {MAX_SEED} (2**63 - 1)")
+    return value
+
+
+def psi_argument(text: str) -> float:
+    """argparse type of the truncation ψ: a finite number in PSI_RANGE."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ψ {text!r} is not a number") from None
+    low, high = PSI_RANGE
+    if not low <= value <= high:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"ψ {value:g} is outside {low:g} .. {high:g} (0 = the average person, "
+                                         "1 = no truncation; 0.7 is the usual choice)")
+    return value
+
+
+def check_finite_image(image, path) -> None:
+    """Refuse to write an image (array) holding NaN or inf to `path`: it would save as garbage with rc 0."""
+    import numpy as np
+
+    if not np.isfinite(np.asarray(image)).all():
+        raise ValueError(f"the image for {path} holds NaN or inf, so it was not written; the model or its inputs "
+                         "(ψ, pose) produce non-finite values")
 
 
 class Terminated(Exception):

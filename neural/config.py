@@ -8,6 +8,9 @@ with (width 420, isolated pose styles, legacy feature order). `cpu-small` is siz
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +45,15 @@ class GeneratorConfig:
     readout_subsamples: int = 1  # surface readout: n×n subpixels per style-map pixel, averaged (anti-aliasing)
 
     def __post_init__(self) -> None:
+        check_field_types(self, what="generator config")
+        small = [f"{f.name} {getattr(self, f.name)}" for f in dataclasses.fields(self)
+                 if type(getattr(self, f.name)) is int and getattr(self, f.name) < 1]
+        if small:
+            raise ValueError(f"generator config: {', '.join(small)}; sizes and counts must be ≥ 1")
+        if not self.ray_start < self.ray_end or not self.side_length > 0 or not self.mapping_lr_multiplier > 0:
+            raise ValueError(f"generator config: ray_start {self.ray_start} < ray_end {self.ray_end}, side_length "
+                             f"{self.side_length} > 0 and mapping_lr_multiplier {self.mapping_lr_multiplier} > 0 "
+                             "are required")
         if self.height != 2 * self.width:
             raise ValueError(f"images are 2:1 (H = 2W); got {self.height}×{self.width}")
         if self.render_height != 2 * self.render_width:
@@ -64,13 +76,63 @@ class GeneratorConfig:
 
 
 def checked_fields(cls: type, data: dict[str, Any], *, what: str) -> dict[str, Any]:
-    """The keyword arguments of dataclass `cls` from a JSON-like dict: unknown keys refused by name, lists turned
+    """The keyword arguments of dataclass `cls` from a JSON-like dict: unknown and missing keys refused by name, lists turned
     back into the tuples that a frozen config holds (JSON has no tuples)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"unknown {what} keys {unknown}; valid keys: {sorted(names)}")
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    if required - set(data):
+        raise ValueError(f"{what} lacks the keys {sorted(required - set(data))}")
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def check_field_types(config: Any, *, what: str) -> None:
+    """Check every field of the dataclass instance `config` against its annotation (int, float, bool, str,
+    `Literal[...]` choices, `X | None`, `tuple[X, ...]`, `tuple[X, Y]`, nested dataclasses); raise ValueError naming
+    the field, the value and what is allowed. One check for every config, driven by the annotations only."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        problem = _type_problem(value, hints[f.name])
+        if problem:
+            raise ValueError(f"{what} field {f.name} = {value!r}: {problem}")
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """None when `value` fits `hint`, else what was expected."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return None if value in args and type(value) is type(args[0]) else f"expected one of {list(args)}"
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        return None if None in problems else "expected " + " or ".join(_name(a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return f"expected a tuple ({_name(hint)}), got {type(value).__name__}"
+        items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
+        if len(items) != len(value):
+            return f"expected {len(items)} items ({_name(hint)}), got {len(value)}"
+        inner = [p for p in (_type_problem(v, a) for v, a in zip(value, items)) if p]
+        return f"item: {inner[0]}" if inner else None
+    if hint is type(None):
+        return None if value is None else "expected None"
+    if hint is float:  # JSON writes 1.0 as 1; NaN and inf are never a valid setting
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else f"expected a finite number, got {type(value).__name__}"
+    if hint in (int, bool, str):  # bool is an int subclass: an exact type check keeps True out of int fields
+        return None if type(value) is hint else f"expected {hint.__name__}, got {type(value).__name__}"
+    if dataclasses.is_dataclass(hint):
+        return None if isinstance(value, hint) else f"expected a {hint.__name__}, got {type(value).__name__}"
+    return None
+
+
+def _name(hint: Any) -> str:
+    if hint is type(None):
+        return "None"
+    return str(hint) if typing.get_origin(hint) else getattr(hint, "__name__", str(hint))
 
 
 PRESETS: dict[str, GeneratorConfig] = {

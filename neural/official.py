@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 
 from .config import PRESETS, GeneratorConfig
+from .files import refuse_overwriting_input
 from .generator import TRUNCATION_SAMPLES, TRUNCATION_SEED
 from .pose_field import OFFICIAL_PREFIXES
 
@@ -153,17 +154,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], list[Dro
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if found is None:  # not a refused class: garbage, or a pickle this reader cannot follow
-            reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(error))
-            raise OfficialImportError(f"{path} is not a readable PyTorch file (weights-only reader: "
-                                      f"{reason.group(1) if reason else error}); re-download {RELEASED_FILE}") \
-                from error
-        raise OfficialImportError(
-            f"{path} needs full unpickling to load (it holds {found.group(1)}), which could run arbitrary code; "
-            "this importer reads only plain state dicts (torch.load(weights_only=True)). Pass the released "
-            f"{RELEASED_FILE}, or, for a whole-module *_generator.pth you trust, save its state_dict() in a "
-            "separate trusted process first") from error
+        raise OfficialImportError(_refusal(path, str(error))) from error
     except Exception as error:  # torch raises many types for a file that is not a torch file at all
         raise OfficialImportError(f"{path} is not a readable PyTorch file ({type(error).__name__}: {error}); "
                                   f"re-download {RELEASED_FILE}") from error
@@ -244,6 +235,7 @@ def import_official(source: str | Path, destination: str | Path, *, body: str | 
     from .generator import Generator
 
     source, destination = Path(source), Path(destination)
+    refuse_overwriting_input(destination, source, *([body] if body is not None else []))
     if body is None:
         raise OfficialImportError(f"the official weights were trained on SMPL; a body file is required: {SMPL_HINT}")
     body_model = BodyModel.load(body)
@@ -293,6 +285,25 @@ def run(args: argparse.Namespace) -> None:
     """The `import-official` command: import and print the summary (errors propagate as ValueError)."""
     print(import_official(args.source, args.destination, body=args.body,
                           truncation_seed=args.truncation_seed).text())
+
+
+# torch's wordings for a global its weights-only reader refuses (2.6: "Unsupported global: GLOBAL x.y";
+# 2.13: "unsupported GLOBAL posix.system whose module posix is blocked")
+_REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", re.IGNORECASE)
+
+
+def _refusal(path: Path, message: str) -> str:
+    """Our message for an UnpicklingError of torch's weights-only reader. Torch's own text advises turning the
+    protection off (`weights_only=False`); that advice is never relayed."""
+    found = _REFUSED_GLOBAL.search(message)
+    if found is not None:
+        return (f"{path} was refused: loading it would run code ({found.group(1).rstrip('.')}), which a file of "
+                "weights never needs. This importer reads only plain state dicts. Pass the released "
+                f"{RELEASED_FILE}, or, for a whole-module *_generator.pth you trust, save its state_dict() in a "
+                "separate trusted process first")
+    reason = re.search(r"WeightsUnpickler error:\s*([^\n]+)", message)
+    detail = reason.group(1) if reason else "its pickle stream is damaged or not one torch reads"
+    return f"{path} is not a readable PyTorch file ({detail}); re-download {RELEASED_FILE}"
 
 
 def _sha256(path: Path) -> str:

@@ -21,6 +21,8 @@ import torch
 
 from .amass import read_amass
 from .body import BodyModel
+from .cli import check_finite_image, psi_argument, seed_argument
+from .memory import check_render_size
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # Rx(−90°): +Z → +Y, +Y → −Z
@@ -106,8 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "Z-up (default: a T-pose)")
     parser.add_argument("--y-up", action="store_true", help="the pose file is already Y-up (SMPL body frame)")
     parser.add_argument("--yaw", type=_yaws, default=[0.0], help="camera yaws in degrees, e.g. --yaw=-30,0,30")
-    parser.add_argument("--seed", type=int, default=0, help="appearance seed")
-    parser.add_argument("--psi", type=float, default=0.7, help="truncation ψ (1 = no truncation)")
+    parser.add_argument("--seed", type=seed_argument, default=0, help="appearance seed")
+    parser.add_argument("--psi", type=psi_argument, default=0.7, help="truncation ψ (1 = no truncation)")
     parser.add_argument("--frames", type=_frames, default=slice(None), help="frames A:B of the motion")
     parser.add_argument("--size", type=_size, help="output WIDTHxHEIGHT (default: the model's frame, e.g. 256x512)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU) or a torch device")
@@ -127,6 +129,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     if len(indices) == 0:
         raise ValueError(f"--frames selects no frame of the {len(motion.poses)} in {args.pose or 'the T-pose'}")
     width, height = args.size or (renderer.config.width, renderer.config.height)
+    check_render_size(width, height)
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for t in indices:
@@ -140,6 +143,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         for yaw in args.yaw:
             result = renderer.render(orbit_request(vertices, character, yaw_deg=yaw, width=width, height=height))
             path = args.out / f"frame_{t:05d}_yaw{yaw:+g}.png"
+            check_finite_image(result.rgba, path)
             Image.fromarray(np.round(result.rgba * 255).astype(np.uint8), "RGBA").save(path)
             print(path, flush=True)
             written.append(path)

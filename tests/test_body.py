@@ -359,3 +359,23 @@ def test_cuda_matches_cpu():
     assert (gpu.vertices.cpu() - cpu.vertices).abs().max() < 1e-5
     assert (gpu.joints.cpu() - cpu.joints).abs().max() < 1e-5
     assert (gpu.transforms.cpu() - cpu.transforms).abs().max() < 1e-5
+
+
+def test_convert_refuses_to_write_over_its_source(tmp_path, capsys):
+    arrays = synthetic_arrays(V=60, seed=4)
+    src = tmp_path / "model.pkl"
+    write_fake_smpl_pickle(src, arrays, protocol=2, sparse_format="csc")
+    before = src.read_bytes()
+    (tmp_path / "hard.pkl").hardlink_to(src)
+    for dst in (src, tmp_path / "hard.pkl", tmp_path / "." / "model.pkl"):
+        assert main(["convert", str(src), str(dst)]) == 1
+        assert f"the output {dst} is the input {src}" in capsys.readouterr().err
+    assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["hard.pkl", "model.pkl"]
+
+
+def test_a_damaged_pickle_is_named(tmp_path, capsys):
+    bad = tmp_path / "broken.pkl"
+    bad.write_bytes(b"\x80\x02}q\x00X\x01\x00\x00\x00a\xff\xff")  # protocol-2 start, then garbage
+    assert main(["convert", str(bad), str(tmp_path / "out.npz")]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "Traceback" not in err and not (tmp_path / "out.npz").exists()

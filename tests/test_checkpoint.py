@@ -183,3 +183,27 @@ def test_shape_mismatch(saved, tmp_path):
                                          r"\(16, 8, 1, 1\), the generator built from the file's config expects "
                                          r"\(16, 12, 1, 1\) \(and 71 more"):
         checkpoint.load(bad)
+
+
+def test_a_huge_config_is_refused_before_anything_is_allocated(saved, tmp_path):
+    import resource
+
+    huge = TINY.replace(hidden_dim=200_000).to_dict()  # would need ~160 GB of pose-field weights
+    bad = _rewrite(saved, tmp_path / "huge.safetensors", metadata={"config": json.dumps(huge)})
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, the peak so far
+    with pytest.raises(ValueError, match=rf"checkpoint {bad} does not fit its own config: .*tensor pose_mapping\.\S+ "
+                                         r"has shape \(3, 16\), .*expects \(3, 200000\)"):
+        checkpoint.load(bad)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024
+
+
+@pytest.mark.parametrize("field,value,culprit", [
+    ("hidden_dim", "32", r"hidden_dim = '32': expected int, got str"),
+    ("pose_mode", "bogus", r"pose_mode = 'bogus': expected one of \['mixed', 'isolated'\]"),
+    ("backbone", "upsamplin", r"backbone = 'upsamplin': expected one of \['pixelwise', 'upsampling'\]"),
+])
+def test_config_fields_of_the_wrong_type_or_choice_are_refused(saved, tmp_path, field, value, culprit):
+    bad = _rewrite(saved, tmp_path / "typed.safetensors",
+                   metadata={"config": json.dumps({**TINY.to_dict(), field: value})})
+    with pytest.raises(ValueError, match=rf"checkpoint {bad} has invalid metadata .*{culprit}"):
+        checkpoint.load(bad)

@@ -50,3 +50,20 @@ def test_readout_subsamples_belong_to_the_surface_readout():
         PRESETS["tiny"].replace(readout_subsamples=2)
     with pytest.raises(ValueError, match="readout_subsamples 0"):
         preset("tiny+surface-readout").replace(readout_subsamples=0)
+
+
+@pytest.mark.parametrize("field,value,culprit", [
+    ("hidden_dim", "32", "hidden_dim = '32': expected int, got str"),
+    ("hidden_dim", True, "hidden_dim = True: expected int, got bool"),
+    ("hidden_dim", 0, "hidden_dim 0; sizes and counts must be ≥ 1"),
+    ("pose_mode", "Mixed", "pose_mode = 'Mixed': expected one of ['mixed', 'isolated']"),
+    ("backbone", "pixelwize", "backbone = 'pixelwize': expected one of ['pixelwise', 'upsampling']"),
+    ("ray_end", float("nan"), "ray_end = nan: expected a finite number"),
+    ("pose_blocks", (0, "1"), "pose_blocks = (0, '1'): item: expected int, got str"),
+])
+def test_every_field_is_checked_against_its_annotation(field, value, culprit):
+    with pytest.raises(ValueError) as error:
+        GeneratorConfig.from_dict({**PRESETS["tiny"].to_dict(), field: value})
+    assert culprit in str(error.value)
+    with pytest.raises(ValueError, match="pose_mode = 'bogus'"):  # direct construction is checked the same way
+        PRESETS["tiny"].replace(pose_mode="bogus")

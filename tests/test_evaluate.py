@@ -129,7 +129,7 @@ def evaluated(collection, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     assert cli(["evaluate", "--data", str(root / "data"), "--out", str(out), "--model", str(model), "--count", "3",
                 "--people", "1", "--train-parser", "--parser-steps", "2", "--parser-batch", "4",
-                "--parser-size", "32x16", "--device", "cpu", "--bottleneck", "2"]) == 0
+                "--parser-size", "16x32", "--device", "cpu", "--bottleneck", "2"]) == 0
     return out
 
 

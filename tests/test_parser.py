@@ -51,6 +51,10 @@ def test_load_refuses_other_files(tmp_path):
         judge.load_parser(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="--train-parser"):
         judge.load_parser(tmp_path / "missing.safetensors")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all")
+    with pytest.raises(ValueError, match=f"{junk} is not a readable parser file"):  # was a SafetensorError
+        judge.load_parser(junk)
 
 
 def test_balanced_cross_entropy_weights_rare_classes_up():

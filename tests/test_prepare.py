@@ -126,3 +126,72 @@ def test_crop_box_is_two_to_one_and_centred():
     crop = crop_box(mask, margin=0.1)
     assert crop.height == 2 * crop.width and crop.height == 50
     assert abs((crop.top + crop.height / 2) - 40) <= 1 and abs((crop.left + crop.width / 2) - 45) <= 1
+
+
+def _png_header(path, width, height):
+    """A PNG whose header claims width×height (a decompression bomb needs no more to be dangerous)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def test_huge_photos_are_listed_and_skipped_not_fatal(collection, tmp_path):
+    root, body_path, _ = collection
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("good_weak.png", "good_persp.jpg"):
+        (images / name).write_bytes((root / "images" / name).read_bytes())
+    _png_header(images / "bomb.png", 14000, 14000)  # 196 MP: PIL's own decompression-bomb error
+    _png_header(images / "huge.png", 12000, 7700)  # 92 MP: only a warning from PIL
+    fits = tmp_path / "fits"
+    fits.mkdir()
+    weak = (root / "fits" / "good_weak.npz").read_bytes()
+    for name in ("good_weak", "bomb", "huge"):
+        (fits / f"{name}.npz").write_bytes(weak)
+    (fits / "good_persp.json").write_bytes((root / "fits" / "good_persp.json").read_bytes())
+    report = prepare(images=images, fits=fits, out=tmp_path / "ds", body_path=body_path, height=64, width=32,
+                     log=lambda *_: None)
+    assert report["written"] == 2 and sorted(report["skipped"]) == ["bomb", "huge"]
+    assert "decompression bomb" in report["skipped"]["bomb"]
+    assert "12000×7700 (92 MP), over the 64 MP limit" in report["skipped"]["huge"]
+
+
+def test_the_fit_mask_is_rasterised_small_and_gives_the_same_crop(collection, tmp_path, monkeypatch):
+    from training import prepare as module
+
+    root, body_path, _ = collection
+    seen = []
+    original = module._rasterize_parts
+
+    def spy(body, fit, K, w2c, width, height):
+        seen.append(width * height)
+        return original(body, fit, K, w2c, width, height)
+
+    monkeypatch.setattr(module, "_rasterize_parts", spy)
+    body = BodyModel.load(body_path)
+    raw = dict(np.load(root / "fits" / "good_weak.npz"))
+    kwargs = dict(body=body, width=32, height=64, margin=0.05, mask_path=None, parts_path=None)
+    full = module.process_image(root / "images" / "good_weak.png", raw, **kwargs)
+    monkeypatch.setattr(module, "MASK_PIXELS", W0 * H0 // 4)  # half the resolution each way
+    small = module.process_image(root / "images" / "good_weak.png", raw, **kwargs)
+    assert seen == [W0 * H0, 64 * 32, W0 * H0 // 4, 64 * 32]  # the crop's mask, then the part map at dataset size
+    assert np.abs(small["K"] - full["K"]).max() < 0.05 * full["K"][0, 0]  # the same crop within a pixel or two
+    assert (small["parts"] != full["parts"]).mean() < 0.05
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_photo_is_read(collection, tmp_path, monkeypatch):
+    from training import prepare as module
+
+    root, body_path, _ = collection
+    taken = tmp_path / "taken"
+    taken.write_text("keep me")
+    monkeypatch.setattr(module, "process_image", lambda *a, **k: pytest.fail("a photo was processed"))
+    with pytest.raises(NotADirectoryError, match=f"--out {taken} is a file"):
+        prepare(images=root / "images", fits=root / "fits", out=taken, body_path=body_path, height=64, width=32)
+    assert taken.read_text() == "keep me"

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -67,6 +68,22 @@ def test_latest_ignores_incomplete_and_prune_keeps_multiples(tmp_path):
     assert state.complete_steps(tmp_path) == [5, 10, 15] and state.latest(tmp_path) == 15
     state.prune(tmp_path, keep_every=10)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["generator-0000010.safetensors", "generator-0000015.safetensors", "state-0000010.safetensors",
-                     "state-0000015.safetensors"]
+    assert names == ["damaged", "generator-0000010.safetensors", "generator-0000015.safetensors",
+                     "state-0000010.safetensors", "state-0000015.safetensors"]
+    # the damaged pair is moved aside, never deleted
+    assert sorted(p.name for p in (tmp_path / "damaged").iterdir()) == ["generator-0000025.safetensors",
+                                                                       "state-0000025.safetensors"]
     json.dumps(names)
+
+
+def test_a_state_file_with_flipped_bytes_is_refused_by_name(tmp_path):
+    G, D, g_opt, d_opt, (gs, ds) = _setup(0)
+    path = tmp_path / "state-0000001.safetensors"
+    state.save(path, step=1, generator=G, discriminator=D, g_optimizer=g_opt, d_optimizer=d_opt, g_scaler=gs,
+               d_scaler=ds)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(state.StateError, match=f"training state {path} is corrupt: .*content hash"):
+        state.load(path, generator=G, discriminator=D, g_optimizer=g_opt, d_optimizer=d_opt, g_scaler=gs,
+                   d_scaler=ds)

@@ -42,3 +42,19 @@ def test_json_round_trip_and_unknown_keys():
         TrainingConfig.from_dict({**preset("tiny").to_dict(), "learning_rate": 1})
     with pytest.raises(ValueError, match="r1_phases"):
         preset("tiny").replace(r1_phases=(9,))
+
+
+@pytest.mark.parametrize("field,value,culprit", [
+    ("batch", "4", "batch = '4': expected int, got str"),
+    ("loss", "bce", "loss = 'bce': expected one of ['segmentation', 'binary']"),
+    ("lr_drop_step", "soon", "lr_drop_step = 'soon': expected int or None"),
+    ("betas", (0.0,), "betas = (0.0,): expected 2 items"),
+    ("rotate_cycle", (1, 0), "rotate_cycle = (1, 0): item: expected bool, got int"),
+    ("generator", {"height": 32}, "generator config lacks the keys ['feature_dim'"),
+])
+def test_training_fields_are_checked_against_their_annotations(field, value, culprit):
+    from training.config import PRESETS, TrainingConfig
+
+    with pytest.raises(ValueError) as error:
+        TrainingConfig.from_dict({**PRESETS["tiny"].to_dict(), field: value})
+    assert culprit in str(error.value)

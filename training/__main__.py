@@ -1,10 +1,12 @@
 """`python -m training {synth, prepare, train, evaluate}`: the training package's command line
 (docs/overview.md §Packages).
 
-    python -m training synth --out DIR --count N [--size 256x128] [--seed S] [--body FILE]
-    python -m training prepare --images DIR --fits FILE_OR_DIR --out DIR [--size 256x128] [--masks DIR]
+    python -m training synth --out DIR --count N [--size 128x256] [--seed S] [--body FILE]
+    python -m training prepare --images DIR --fits FILE_OR_DIR --out DIR [--size 128x256] [--masks DIR]
                                [--parts DIR] [--body FILE] [--strict]
     python -m training train --preset P --data DIR --run DIR [--steps N] [--batch B] [--device auto|cpu|cuda]
+                             [--skip-bad]
+(sizes are WIDTHxHEIGHT, as in `neural render` and Blender)
     python -m training evaluate --data DIR --out DIR --model M [M ...]     (training/evaluate.py)
     torchrun --standalone --nproc_per_node N -m training train --preset P --data DIR --run-dir DIR
         (data-parallel over N processes; under torchrun spell --run as --run-dir, which torchrun leaves alone)
@@ -17,16 +19,9 @@ import sys
 from pathlib import Path
 
 from neural.body import free_body_path
+from neural.cli import run_command
 
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be HEIGHTxWIDTH, e.g. 256x128") from None
-    if height != 2 * width or width < 8:
-        raise argparse.ArgumentTypeError(f"size {text!r}: images are 2:1 (height = 2 × width), width ≥ 8")
-    return height, width
+from .arguments import portrait_size, positive_int
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,11 +31,11 @@ def parser() -> argparse.ArgumentParser:
 
     s = commands.add_parser("synth", help="synthetic photo collection with known ground truth")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--count", type=int, required=True)
-    s.add_argument("--size", type=_size, default=(256, 128), help="HEIGHTxWIDTH (default 256x128)")
+    s.add_argument("--count", type=positive_int, required=True)
+    s.add_argument("--size", type=portrait_size, default=(128, 256), help="WIDTHxHEIGHT (default 128x256)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--body", type=Path, default=None, help="SMPL-format body .npz (default: the free body)")
-    s.add_argument("--threads", type=int, default=1,
+    s.add_argument("--threads", type=positive_int, default=1,
                    help="CPU threads (default 1: its many small ops gain little from more, and lose a lot on a "
                         "busy machine)")
 
@@ -48,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--images", type=Path, required=True)
     r.add_argument("--fits", type=Path, required=True, help="a fits file or a folder of per-image fits")
     r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--size", type=_size, default=(256, 128), help="HEIGHTxWIDTH of the dataset (default 256x128)")
+    r.add_argument("--size", type=portrait_size, default=(128, 256),
+                   help="WIDTHxHEIGHT of the dataset (default 128x256)")
     r.add_argument("--masks", type=Path, default=None, help="foreground masks, PNGs named like the images")
     r.add_argument("--parts", type=Path, default=None, help="part maps (labels 1..25), PNGs named like the images")
     r.add_argument("--body", type=Path, default=free_body_path(),
@@ -61,11 +57,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=Path, required=True)
     # torchrun's own parser reads any `--run` as an abbreviation of its --run-path and stops: write --run-dir there
     t.add_argument("--run", "--run-dir", dest="run", type=Path, required=True, help="run folder (--run-dir alias)")
-    t.add_argument("--steps", type=int, default=None, help="train until this step (default: the preset's)")
-    t.add_argument("--batch", type=int, default=None, help="global batch (default: the preset's)")
+    t.add_argument("--steps", type=positive_int, default=None, help="train until this step (default: the preset's)")
+    t.add_argument("--batch", type=positive_int, default=None, help="global batch (default: the preset's)")
     t.add_argument("--body", type=Path, default=None, help="body file (default: the one the dataset names)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    t.add_argument("--threads", type=int, default=None,
+    t.add_argument("--skip-bad", action="store_true",
+                   help="train on the good items of a dataset with bad ones (listed), instead of refusing it")
+    t.add_argument("--threads", type=positive_int, default=None,
                    help="CPU threads per process (default: torch's; use 1 on a busy shared machine)")
     from .evaluate import add_arguments
 
@@ -75,19 +73,23 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    return run_command("python -m training", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int | None:
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.command in ("synth", "prepare"):
+        args.width, args.height = args.size
     if args.command == "synth":
         from .synth import main as run
 
-        args.height, args.width = args.size
         return run(args)
     if args.command == "prepare":
         from .prepare import main as run
 
-        args.height, args.width = args.size
         return run(args)
     if args.command == "evaluate":
         from .evaluate import main as run
@@ -96,14 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import preset
     from .loop import train
 
-    try:
-        config = preset(args.preset)
-        changes = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v is not None}
-        train(config.replace(**changes), data=args.data, run=args.run, body_path=args.body, device=args.device)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    config = preset(args.preset)
+    changes = {k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v is not None}
+    train(config.replace(**changes), data=args.data, run=args.run, body_path=args.body, device=args.device,
+          skip_bad=args.skip_bad)
+    return None
 
 
 if __name__ == "__main__":

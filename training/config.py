@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from neural import config as generator_config
-from neural.config import GeneratorConfig, checked_fields
+from neural.config import GeneratorConfig, check_field_types, checked_fields
 
 # Official phase cycle (docs/architecture.md §Optimisation): which of 8 consecutive steps render from a randomly rotated
 # camera.
@@ -60,8 +60,7 @@ class TrainingConfig:
     workers: int = 2  # data loader processes per training process
 
     def __post_init__(self) -> None:
-        if self.loss not in ("segmentation", "binary"):
-            raise ValueError(f"loss must be 'segmentation' or 'binary', got {self.loss!r}")
+        check_field_types(self, what="training config")
         if not self.d_channels or self.d_head < 1:
             raise ValueError(f"d_channels {self.d_channels} and d_head {self.d_head} must be non-empty / positive")
         if any(not 0 <= p < len(self.rotate_cycle) for p in self.r1_phases):
@@ -69,6 +68,9 @@ class TrainingConfig:
         for name in ("batch", "steps", "log_every", "sample_every", "checkpoint_every", "keep_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.workers < 0 or not (self.g_lr > 0 and self.d_lr > 0) or not 0 <= self.label_swap <= 1:
+            raise ValueError(f"training config: workers {self.workers} ≥ 0, g_lr {self.g_lr} and d_lr {self.d_lr} > 0, "
+                             f"label_swap {self.label_swap} in [0, 1] are required")
 
     @property
     def r1_gain(self) -> float:

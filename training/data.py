@@ -22,15 +22,18 @@ exactly at any step.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+
+from neural.files import write_atomic, write_text_atomic
+
+from .validate import bad_items, check_fits
 
 FORMAT = "humangan-dataset"
 VERSION = 1
@@ -38,13 +41,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file and rename it over `path`, so readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON atomically (neural/files.py), so readers never see half a file."""
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 class DatasetWriter:
@@ -53,12 +51,12 @@ class DatasetWriter:
     def __init__(self, root: str | Path, *, height: int, width: int, body_fingerprint: str, body_file: str,
                  num_betas: int, source: str) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(f"--out {self.root} is a file; pass a new or empty folder")
         if (self.root / "manifest.json").exists():
             raise FileExistsError(f"{self.root} already holds a dataset (manifest.json); choose another --out")
         if height != 2 * width:
             raise ValueError(f"dataset images are 2:1 (H = 2W); got {height}×{width}")
-        for sub in ("images", "masks", "parts"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.height, self.width, self.num_betas = height, width, num_betas
         self.meta = {"format": FORMAT, "version": VERSION, "height": height, "width": width, "source": source,
                      "body": {"fingerprint": body_fingerprint, "file": str(body_file), "num_betas": num_betas}}
@@ -77,6 +75,8 @@ class DatasetWriter:
                              f"{parts.shape}; expected uint8 ({hw[0]}, {hw[1]}, 3) and ({hw[0]}, {hw[1]})")
         if parts.min() < 1 or parts.max() > 25:
             raise ValueError(f"item {name}: part labels {parts.min()}..{parts.max()}; expected 1..25")
+        for sub in ("images", "masks", "parts"):  # created with the first item: a refused run leaves no folders
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(self.root / "images" / f"{name}.png")
         Image.fromarray(np.where(mask > 0, 255, 0).astype(np.uint8)).save(self.root / "masks" / f"{name}.png")
         Image.fromarray(parts.astype(np.uint8)).save(self.root / "parts" / f"{name}.png")
@@ -98,12 +98,19 @@ class DatasetWriter:
         if not self.names:
             raise ValueError(f"dataset {self.root} has no valid items; nothing to write")
         arrays = {k: np.stack(v) for k, v in self.fits.items()}
-        np.savez(self.root / "fits.npz", name=np.array(self.names), **arrays)
+        _savez(self.root / "fits.npz", name=np.array(self.names), **arrays)
         for file, group in (extra_arrays or {}).items():
-            np.savez(self.root / f"{file}.npz", **group)
+            _savez(self.root / f"{file}.npz", **group)
         manifest = {**self.meta, "count": len(self.names), "names": self.names, "extra": extra or {}}
         write_json_atomic(self.root / "manifest.json", manifest)
         return manifest
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object, so numpy does not append ".npz" to the temporary name
+            np.savez(f, **arrays)
+    write_atomic(path, write)
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
@@ -125,23 +132,38 @@ def resize_intrinsics(K: np.ndarray, scale_x: float, scale_y: float) -> np.ndarr
 
 
 class PhotoDataset(torch.utils.data.Dataset):
-    """Items of a dataset folder at height×width (default: the folder's own size).
+    """Items of a dataset folder at height×width (default: the folder's own size), without the items named in
+    `exclude` (bad ones, `training/validate.py`).
 
     Item: image (3, H, W) float in [-1, 1]; parts (H, W) int64; mask (1, H, W) float in [0, 1]; betas (nb,);
     pose (24, 3); transl (3,); K (3, 3) pixels at H×W; world_to_camera (4, 4); index () int64."""
 
-    def __init__(self, root: str | Path, *, height: int | None = None, width: int | None = None) -> None:
+    def __init__(self, root: str | Path, *, height: int | None = None, width: int | None = None,
+                 exclude: Iterable[str] = ()) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(root)
         self.height = height or self.manifest["height"]
         self.width = width or self.manifest["width"]
-        with np.load(self.root / "fits.npz", allow_pickle=False) as fits:
-            self.fits = {k: fits[k] for k in fits.files}
-        self.names = list(self.manifest["names"])
-        if list(self.fits["name"]) != self.names:
+        try:
+            with np.load(self.root / "fits.npz", allow_pickle=False) as fits:
+                self.fits = {k: fits[k] for k in fits.files}
+        except (OSError, ValueError) as error:  # missing, truncated, or holding pickled objects
+            raise ValueError(f"{self.root / 'fits.npz'} is unreadable ({error}); rebuild the dataset") from error
+        names = list(self.manifest["names"])
+        if list(self.fits.get("name", [])) != names:
             raise ValueError(f"{self.root}/fits.npz lists other items than manifest.json; rebuild the dataset")
+        check_fits(self.root, self.fits, len(names), self.manifest["body"]["num_betas"])
+        excluded = set(exclude)
+        keep = [i for i, name in enumerate(names) if name not in excluded]
+        self.names = [names[i] for i in keep]
+        self.fits = {k: v[keep] for k, v in self.fits.items()}
         sx, sy = self.width / self.manifest["width"], self.height / self.manifest["height"]
         self.K = resize_intrinsics(self.fits["K"].astype(np.float64), sx, sy).astype(np.float32)
+
+    def bad_items(self) -> dict[str, str]:
+        """{name: reason} of the items whose files or fit are unusable (training/validate.py)."""
+        return bad_items(self.root, self.names, self.fits, width=self.manifest["width"],
+                         height=self.manifest["height"])
 
     def __len__(self) -> int:
         return len(self.names)
@@ -154,9 +176,16 @@ class PhotoDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         name = self.names[i]
-        image = self._read("images", name, Image.BILINEAR)[..., :3]
-        parts = self._read("parts", name, Image.NEAREST)
-        mask = self._read("masks", name, Image.BILINEAR)
+        try:
+            image = self._read("images", name, Image.BILINEAR)[..., :3]
+            parts = self._read("parts", name, Image.NEAREST)
+            mask = self._read("masks", name, Image.BILINEAR)
+        except Exception as error:  # PIL raises many types for a damaged file
+            raise ValueError(f"dataset item {name} of {self.root} is unreadable ({type(error).__name__}: {error}); "
+                             "repair or remove it, or train with --skip-bad") from error
+        if image.shape != (self.height, self.width, 3) or parts.ndim != 2 or mask.ndim != 2:
+            raise ValueError(f"dataset item {name} of {self.root}: image {image.shape}, part map {parts.shape}, mask "
+                             f"{mask.shape}; expected RGB and single-channel PNGs")
         return {
             "image": torch.from_numpy(image.astype(np.float32) / 127.5 - 1).permute(2, 0, 1),
             "parts": torch.from_numpy(parts.astype(np.int64)),

@@ -14,7 +14,6 @@ measured too and shown beside the models'. Without --model only those (and the p
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,9 @@ import torch
 
 from neural import checkpoint
 from neural.body import BodyModel
+from neural.cli import psi_argument, seed_argument
 
+from .arguments import portrait_size
 from .data import PhotoDataset, read_manifest
 from .metrics import report
 from .metrics.fid import INCEPTION_SHA1, InceptionFeatures
@@ -135,15 +136,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, nargs="+", default=[], help="generator checkpoints (.safetensors)")
     p.add_argument("--count", type=int, default=d.count, help=f"FID/KID and pose samples (default {d.count})")
     p.add_argument("--people", type=int, default=d.people, help=f"identities for consistency (default {d.people})")
-    p.add_argument("--psi", type=float, default=d.psi, help=f"truncation ψ (default {d.psi:g})")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--psi", type=psi_argument, default=d.psi, help=f"truncation ψ (default {d.psi:g})")
+    p.add_argument("--seed", type=seed_argument, default=d.seed)
     p.add_argument("--batch", type=int, default=16, help="images per generator call (speed only)")
     p.add_argument("--parser", type=Path, default=None, help="judge parser (.safetensors) for pose accuracy")
     p.add_argument("--train-parser", action="store_true", help="train the judge parser on --data first "
                    "(writes OUT/parser.safetensors and uses it)")
     p.add_argument("--parser-steps", type=int, default=2000)
     p.add_argument("--parser-batch", type=int, default=16)
-    p.add_argument("--parser-size", default="128x64", help="HEIGHTxWIDTH the parser sees (default 128x64)")
+    p.add_argument("--parser-size", type=portrait_size, default=(64, 128),
+                   help="WIDTHxHEIGHT the parser sees (default 64x128)")
     p.add_argument("--bottleneck", type=int, nargs="+", default=[], metavar="FACTOR",
                    help="also measure the ground truth through maps at 1/FACTOR resolution (what a pose style map "
                         "of that size can carry), e.g. --bottleneck 2 4")
@@ -155,32 +157,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        if args.compare:
-            sources = [str(p) for p in args.compare]
-            merged = report.merge_results([report.read_results(p) for p in args.compare], sources)
-            paths = report.write_results(args.out, merged)
-            print(f"wrote {paths[0]} and {paths[1]}")
+    """The `evaluate` command (errors propagate to the command line's one error block, neural/cli.py)."""
+    if args.compare:
+        sources = [str(p) for p in args.compare]
+        merged = report.merge_results([report.read_results(p) for p in args.compare], sources)
+        paths = report.write_results(args.out, merged)
+        print(f"wrote {paths[0]} and {paths[1]}")
+        return 0
+    if args.data is None:
+        raise ValueError("--data DIR is required (unless --compare)")
+    parser_path = args.parser
+    if args.train_parser:
+        width, height = args.parser_size
+        trained = train_parser(args.data, config=ParserConfig(height=height, width=width),
+                               steps=args.parser_steps, batch=args.parser_batch, device=_device(args.device))
+        parser_path = save_parser(Path(args.out) / "parser.safetensors", trained)
+        print(f"wrote {parser_path} (held-out mIoU {trained.holdout_miou:.4f}, {trained.seconds:.0f} s)")
+        if not args.model and not args.bottleneck:
             return 0
-        if args.data is None:
-            raise ValueError("--data DIR is required (unless --compare)")
-        parser_path = args.parser
-        if args.train_parser:
-            try:
-                height, width = (int(v) for v in args.parser_size.lower().split("x"))
-            except ValueError:
-                raise ValueError(f"--parser-size {args.parser_size!r} must be HEIGHTxWIDTH, e.g. 128x64") from None
-            trained = train_parser(args.data, config=ParserConfig(height=height, width=width),
-                                   steps=args.parser_steps, batch=args.parser_batch, device=_device(args.device))
-            parser_path = save_parser(Path(args.out) / "parser.safetensors", trained)
-            print(f"wrote {parser_path} (held-out mIoU {trained.holdout_miou:.4f}, {trained.seconds:.0f} s)")
-            if not args.model and not args.bottleneck:
-                return 0
-        protocol = Protocol(count=args.count, people=args.people, psi=args.psi, seed=args.seed)
-        evaluate(data=args.data, out=args.out, models=args.model, protocol=protocol, parser_path=parser_path,
-                 body_path=args.body, device=args.device, ground_truth=not args.no_ground_truth, batch=args.batch,
-                 bottlenecks=tuple(args.bottleneck))
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    protocol = Protocol(count=args.count, people=args.people, psi=args.psi, seed=args.seed)
+    evaluate(data=args.data, out=args.out, models=args.model, protocol=protocol, parser_path=parser_path,
+             body_path=args.body, device=args.device, ground_truth=not args.no_ground_truth, batch=args.batch,
+             bottlenecks=tuple(args.bottleneck))
     return 0

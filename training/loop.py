@@ -32,10 +32,14 @@ from torch import Tensor
 from neural.body import BodyModel, free_body_path
 from neural.camera import Camera
 from neural.checkpoint import save as save_generator
+from neural.files import write_text_atomic
 from neural.generator import Generator
 from neural.raster import part_map, rasterize
 
 from . import distributed, state
+from .checks import LossWatch, check_weights
+from .memory import check_training
+from .validate import listing
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
@@ -61,12 +65,32 @@ def load_body(manifest: dict, body_path: Path | None) -> tuple[BodyModel, Path]:
                             "pass it with --body")
 
 
+def usable_dataset(data: Path, gc, *, skip_bad: bool, log) -> PhotoDataset:
+    """The dataset at the generator's resolution, after checking every item; bad ones refused or left out."""
+    dataset = PhotoDataset(data, height=gc.height, width=gc.width)
+    bad = dataset.bad_items()
+    if bad and (not skip_bad or len(bad) == len(dataset)):
+        what = "every item is bad" if skip_bad else "train with --skip-bad to leave them out, or repair them"
+        raise ValueError(f"dataset {data}: {len(bad)} of {len(dataset)} items are bad ({what}):\n{listing(bad)}")
+    if bad:
+        log(f"--skip-bad: training without {len(bad)} of {len(dataset)} items of {data}:\n{listing(bad)}")
+        dataset = PhotoDataset(data, height=gc.height, width=gc.width, exclude=bad)
+    return dataset
+
+
 def resolve_run(run: Path, config: TrainingConfig, data: Path, main: bool) -> None:
     """Create the run folder with training_options.json, or check that a resumed run trains the same thing."""
     options = json.loads(json.dumps({"config": config.to_dict(), "data": str(Path(data).resolve())}))
     path = run / "training_options.json"
+    if run.exists() and not run.is_dir():
+        raise NotADirectoryError(f"--run {run} is a file, not a run folder; pass a new or existing folder")
     if path.exists():
-        old = json.loads(path.read_text())
+        try:
+            old = json.loads(path.read_text())
+            old["config"], old["data"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}); restore it from a copy, or "
+                             "choose a new --run folder") from error
         old_config = {**old["config"], "steps": None}
         if old_config != {**options["config"], "steps": None} or old["data"] != options["data"]:
             raise ValueError(f"{run} holds a run with other options (see {path}); resume with the same preset and "
@@ -138,20 +162,22 @@ def surface_distance(posed, camera: Camera) -> tuple[Tensor, Tensor]:
 
 
 def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | None = None, device: str = "auto",
-          progress: bool = True) -> int:
-    """Train until `config.steps`; returns the step reached. Resumes from the newest complete checkpoint in `run`."""
+          progress: bool = True, skip_bad: bool = False) -> int:
+    """Train until `config.steps`; returns the step reached. Resumes from the newest complete checkpoint in `run`.
+    The dataset is checked first: bad items are refused, listed by name, or with `skip_bad` left out."""
     ctx = distributed.init(device)
     dev, world = ctx.device, ctx.world
     if config.batch % world:
         raise ValueError(f"global batch {config.batch} is not divisible by {world} processes")
     local_batch = config.batch // world
+    check_training(config, dev, world=world)
     run = Path(run)
     manifest = read_manifest(data)
     body, body_file = load_body(manifest, body_path)
     body = body.to(dev)
-    resolve_run(run, config, data, ctx.main)
     gc = config.generator
-    dataset = PhotoDataset(data, height=gc.height, width=gc.width)
+    dataset = usable_dataset(data, gc, skip_bad=skip_bad, log=_say if ctx.main else lambda text: None)
+    resolve_run(run, config, data, ctx.main)
 
     torch.manual_seed(config.seed)
     G = Generator(gc).to(dev).train()
@@ -165,11 +191,16 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
     d_scaler = torch.amp.GradScaler(dev.type, enabled=amp)
 
     distributed.barrier(world)  # the run folder exists for every process
-    start = state.latest(run)
-    if start is not None:
-        state.load(state.state_path(run, start), generator=G, discriminator=D, g_optimizer=g_opt, d_optimizer=d_opt,
-                   g_scaler=g_scaler, d_scaler=d_scaler)
-        ema.load_state_dict(_read_tensors(state.generator_path(run, start)))
+    resumed = state.resume(run, log=_say if ctx.main else lambda text: None, main=ctx.main)
+    distributed.barrier(world)  # damaged checkpoints are moved aside before anyone prunes
+    if resumed is not None:
+        start = resumed.step
+        state.restore(resumed.tensors, resumed.meta, generator=G, discriminator=D, g_optimizer=g_opt,
+                      d_optimizer=d_opt, g_scaler=g_scaler, d_scaler=d_scaler)
+        ema.load_state_dict(resumed.ema)
+        if ctx.main:
+            _say(f"resumed from step {start} ({resumed.path})")
+        del resumed
     else:
         start = 0
         distributed.broadcast(G, world)
@@ -186,6 +217,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         write_grid(run / "samples" / "reals.png", samples.reals())
 
     meter = _Meter(start, config.steps, config.batch, progress and ctx.main)
+    watch = LossWatch()
     autocast = torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp)
     cycle = len(config.rotate_cycle)
     for step in range(start, config.steps):
@@ -260,11 +292,15 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         update_ema(ema, G, step, config.ema_decay)
 
         done = step + 1
+        terms = {"loss_D": d_loss, "loss_G": g_loss, "r1": r1, "silhouette": silhouette, "surface_depth": surface,
+                 "mode_seeking": seeking}
+        watch.update(done, terms)
         meter.tick(done, {"D": d_loss, "G": g_loss})  # tensors: read (a host sync) only when a line is printed
+        if any(done % every == 0 for every in (config.log_every, config.sample_every, config.checkpoint_every)) \
+                or done == config.steps:
+            watch.check(lambda: _newest(run))  # nothing is written after a non-finite loss
         if done % config.log_every == 0 or done == config.steps:
-            values = distributed.mean_over_processes(
-                {"loss_D": d_loss.item(), "loss_G": g_loss.item(), "r1": r1.item(), "silhouette": silhouette.item(),
-                 "surface_depth": surface.item(), "mode_seeking": seeking.item()}, world, dev)
+            values = distributed.mean_over_processes({k: v.item() for k, v in terms.items()}, world, dev)
             if ctx.main:
                 memory = {"max_memory_gib": round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)} \
                     if dev.type == "cuda" else {}
@@ -275,6 +311,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         if done % config.checkpoint_every == 0 or done == config.steps:
             distributed.check_in_sync(G, world, "generator")
             distributed.check_in_sync(D, world, "discriminator")
+            check_weights(done, {"generator": G, "discriminator": D, "EMA generator": ema}, lambda: _newest(run))
             if ctx.main:
                 extra = {"body_file": str(body_file), "data": str(data), "config": config.to_dict()}
                 state.save(state.state_path(run, done), step=done, generator=G, discriminator=D, g_optimizer=g_opt,
@@ -288,10 +325,14 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
     return config.steps
 
 
-def _read_tensors(path: Path) -> dict[str, Tensor]:
-    from safetensors.torch import load_file
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
-    return load_file(str(path))
+
+def _newest(run: Path) -> str:
+    step = state.latest(run)
+    return f"The newest checkpoint, step {step} ({state.state_path(run, step)}), is untouched" if step else \
+        "No checkpoint was written yet"
 
 
 def _append_stats(path: Path, record: dict) -> None:
@@ -312,9 +353,7 @@ def _trim_stats(path: Path, step: int) -> None:
             continue
         if record.get("step", math.inf) <= step:
             kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    tmp.replace(path)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 class _Meter:

@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from neural.files import write_atomic
+
 from .data import PhotoDataset
 from .metrics.pose_accuracy import Confusion
 
@@ -197,10 +199,7 @@ def save_parser(path: str | Path, trained: TrainedParser) -> Path:
             "holdout": json.dumps(trained.holdout), "holdout_miou": repr(trained.holdout_miou), "data": trained.data,
             "final_loss": repr(trained.losses[-1] if trained.losses else float("nan")),
             "seconds": f"{trained.seconds:.1f}"}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=meta))
 
 
 def load_parser(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[PartParser, dict]:
@@ -212,8 +211,12 @@ def load_parser(path: str | Path, *, device: str | torch.device = "cpu") -> tupl
     if not path.is_file():
         raise FileNotFoundError(f"parser file {path} does not exist; train one with "
                                 "`python -m training evaluate --train-parser --data DIR --out DIR`")
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"{path} is not a readable parser file ({error}); pass the parser.safetensors written by "
+                         "`evaluate --train-parser`, or train a new one") from error
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a parser file (format {meta.get('format')!r}, expected {FORMAT!r}); "
                          "pass the parser.safetensors written by `evaluate --train-parser`")

@@ -8,11 +8,15 @@ given it is rasterised from the fit; where no mask is given it comes from the pa
 person is cropped to a 2:1 frame around the mask with a margin, resized to the dataset size, and composited on white;
 the camera follows the crop. Unreadable, missing or non-finite inputs are listed by name in `report.json` and skipped —
 or, with `strict`, refused before anything is written.
+
+Memory stays bounded whatever the photo: a photo over MAX_PHOTO_PIXELS (a decompression bomb or a huge scan) is
+skipped from its header, before decoding; a mask rasterised from the fit only serves to find the crop, so it is
+rasterised at no more than MASK_PIXELS and the box scaled back; the part map is rasterised at the dataset's size.
 """
 
 from __future__ import annotations
 
-import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,8 @@ from .data import DatasetWriter, resize_intrinsics, write_json_atomic
 from .fits import Fit, FitError, normalize_fit, read_fits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_PHOTO_PIXELS = 64_000_000  # 64 MP decodes to 256 MB of RGBA; larger photos are skipped and listed
+MASK_PIXELS = 1_000_000  # a mask rasterised from the fit, only to place the crop: ~0.1 % precision
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,41 @@ def _rasterize_parts(body: BodyModel, fit: Fit, K: np.ndarray, world_to_camera: 
     return labels[0].numpy().astype(np.uint8)
 
 
+def read_photo(path: Path) -> np.ndarray:
+    """(H, W, 4) uint8 RGBA of a photo; ValueError for one over MAX_PHOTO_PIXELS, read from its header alone."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked here instead
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PHOTO_PIXELS:
+                    raise ValueError(f"the photo is {w}×{h} ({w * h / 1e6:.0f} MP), over the "
+                                     f"{MAX_PHOTO_PIXELS / 1e6:.0f} MP limit; downscale it (the dataset is far smaller)")
+                img.load()
+                return np.asarray(img.convert("RGBA"))
+    except Image.DecompressionBombError as error:  # PIL's own refusal, at twice its warning limit
+        raise ValueError(f"the photo is a decompression bomb by PIL's measure ({error})") from error
+
+
+def _fit_crop(body: BodyModel, fit: Fit, W0: int, H0: int, *, margin: float) -> Crop:
+    """The crop around the fit's body, from a mask rasterised at no more than MASK_PIXELS, scaled back to W0×H0."""
+    s = min(1.0, (MASK_PIXELS / (W0 * H0)) ** 0.5)
+    w, h = max(1, round(W0 * s)), max(1, round(H0 * s))
+    K = resize_intrinsics(fit.K, w / W0, h / H0)
+    mask = _rasterize_parts(body, fit, K, fit.world_to_camera, w, h) > 1
+    if not mask.any():
+        raise ValueError("the mask is empty (no person)")
+    small = crop_box(mask, margin=margin)
+    if s == 1.0:
+        return small
+    full = max(2, int(round(small.height * H0 / h / 2)) * 2)
+    return Crop(left=int(round(small.left * W0 / w)), top=int(round(small.top * H0 / h)), width=full // 2, height=full)
+
+
 def process_image(path: Path, raw_fit: dict, *, body: BodyModel, width: int, height: int, margin: float,
                   mask_path: Path | None, parts_path: Path | None) -> dict:
     """One photo → the arrays of a dataset item. Raises ValueError/OSError/FitError with a reason."""
-    with Image.open(path) as img:
-        img.load()
-        rgba = np.asarray(img.convert("RGBA"))
+    rgba = read_photo(path)
     H0, W0 = rgba.shape[:2]
     fit = normalize_fit(raw_fit, width=W0, height=H0)
     if len(fit.betas) > body.num_betas and np.abs(fit.betas[body.num_betas:]).max() > 1e-6:
@@ -104,17 +139,16 @@ def process_image(path: Path, raw_fit: dict, *, body: BodyModel, width: int, hei
         if parts0.max() > 25:
             raise ValueError(f"part map {parts_path.name} holds label {parts0.max()}; labels are 1..25 (0 = background)")
         parts0 = np.maximum(parts0, 1).astype(np.uint8)
+    mask0 = None  # None: the crop comes from a mask rasterised from the fit (_fit_crop)
     if mask_path is not None:
         mask0 = _read_png_labels(mask_path, (W0, H0), "mask") > 127
     elif parts0 is not None:
         mask0 = parts0 > 1
     elif rgba[..., 3].min() < 255:
         mask0 = rgba[..., 3] > 127
-    else:
-        mask0 = _rasterize_parts(body, fit, fit.K, fit.world_to_camera, W0, H0) > 1
-    if not mask0.any():
+    if mask0 is not None and not mask0.any():
         raise ValueError("the mask is empty (no person)")
-    crop = crop_box(mask0, margin=margin)
+    crop = crop_box(mask0, margin=margin) if mask0 is not None else _fit_crop(body, fit, W0, H0, margin=margin)
     fit = normalize_fit(raw_fit, width=W0, height=H0, crop_height=crop.height)  # weak-perspective focal from crop
     K = fit.K.copy()
     K[0, 2] -= crop.left
@@ -147,6 +181,9 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
             parts: Path | None = None, margin: float = 0.05, strict: bool = False, log=print) -> dict:
     """Build a dataset folder; returns the report {"written", "skipped": {name: reason}, ...} (also report.json)."""
     body = BodyModel.load(body_path)
+    # first, so that an --out that is a file or holds a dataset is refused before any photo is processed
+    writer = DatasetWriter(out, height=height, width=width, body_fingerprint=body.fingerprint,
+                           body_file=str(Path(body_path).resolve()), num_betas=body.num_betas, source="prepare")
     photos = _by_stem(images, IMAGE_SUFFIXES)
     if not photos:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images}")
@@ -163,15 +200,13 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
         try:
             items[name] = process_image(photos[name], raw_fits[name], body=body, width=width, height=height,
                                         margin=margin, mask_path=mask_files.get(name), parts_path=part_files.get(name))
-        except (FitError, ValueError, OSError) as error:  # PIL raises OSError subclasses on bad files
+        except (FitError, ValueError, OSError, MemoryError) as error:  # PIL raises OSError subclasses on bad files
             skipped[name] = f"{type(error).__name__}: {error}" if not isinstance(error, FitError) else str(error)
     report = {"images": len(photos), "written": 0 if strict and skipped else len(items),
               "skipped": dict(sorted(skipped.items())), "fits_without_image": orphans}
     if strict and skipped:
         listing = "\n".join(f"  {k}: {v}" for k, v in sorted(skipped.items()))
         raise ValueError(f"--strict: {len(skipped)} of {len(photos)} images have problems; nothing written:\n{listing}")
-    writer = DatasetWriter(out, height=height, width=width, body_fingerprint=body.fingerprint,
-                           body_file=str(Path(body_path).resolve()), num_betas=body.num_betas, source="prepare")
     for name, item in items.items():
         writer.add(name, **item)
     writer.finish(extra={"images": str(images), "fits": str(fits), "margin": margin})
@@ -181,12 +216,8 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
     return report
 
 
-def main(args) -> int:
-    try:
-        prepare(images=args.images, fits=args.fits, out=args.out, body_path=args.body, height=args.height,
-                width=args.width, masks=args.masks, parts=args.parts, margin=args.margin, strict=args.strict)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+def main(args) -> None:
+    """The `prepare` command (errors propagate to the command line's one error block, neural/cli.py)."""
+    prepare(images=args.images, fits=args.fits, out=args.out, body_path=args.body, height=args.height,
+            width=args.width, masks=args.masks, parts=args.parts, margin=args.margin, strict=args.strict)
 

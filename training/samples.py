@@ -7,7 +7,6 @@ learnt 3D-consistent people keeps each row's clothing colours across its columns
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from neural.body import BodyModel, PosedBody
 from neural.camera import Camera
 from neural.config import GeneratorConfig
 from neural.demo import part_palette
+from neural.files import write_atomic
 from neural.raster import part_map, rasterize
 
 from .data import PhotoDataset, rotate_about_body
@@ -44,9 +44,7 @@ def write_grid(path: Path, rows: list[list[np.ndarray]], *, min_height: int = 12
     for i, row in enumerate(rows):
         for j, tile in enumerate(row):
             sheet[i * h:(i + 1) * h, j * w:(j + 1) * w] = tile
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(sheet).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG"))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from neural.camera import Camera, crop_camera
 from neural.raster import interpolate, part_map, rasterize
 
 from .data import DatasetWriter
+from .memory import synth_batch
 from .motions import sample_pose
 
 SKIN = np.array([(0.98, 0.85, 0.74), (0.93, 0.76, 0.63), (0.85, 0.64, 0.50), (0.71, 0.50, 0.36),
@@ -184,6 +185,9 @@ def sample_people(body: BodyModel, indices: list[int], *, seed: int, height: int
 def synth(*, out: Path, count: int, height: int, width: int, seed: int = 0, body_path: Path | None = None,
           batch: int = 16, progress: bool = True) -> dict:
     """Write `count` synthetic people as a dataset folder (training/data.py) with appearance.npz."""
+    if count < 1:
+        raise ValueError(f"synth count {count}: at least one image is needed")
+    batch = synth_batch(width, height, batch=batch)  # fewer at once for large sizes; refused if one cannot fit
     body_path = Path(body_path or free_body_path())
     body = BodyModel.load(body_path)
     with torch.no_grad():
@@ -214,11 +218,6 @@ def synth(*, out: Path, count: int, height: int, width: int, seed: int = 0, body
     return manifest
 
 
-def main(args) -> int:
-    try:
-        synth(out=args.out, count=args.count, height=args.height, width=args.width, seed=args.seed,
-              body_path=args.body)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+def main(args) -> None:
+    """The `synth` command (errors propagate to the command line's one error block, neural/cli.py)."""
+    synth(out=args.out, count=args.count, height=args.height, width=args.width, seed=args.seed, body_path=args.body)
