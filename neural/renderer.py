@@ -46,6 +46,7 @@ from torch.nn import functional as F
 from . import checkpoint
 from .body import BodyModel, PosedBody, free_body_path
 from .camera import Camera, crop_camera, paste
+from .cli import PSI_RANGE
 from .raster import part_map, rasterize
 from .rotations import axis_angle_to_matrix
 
@@ -86,8 +87,12 @@ class Character:
         object.__setattr__(self, "betas", _array(betas, (betas.size,), "Character.betas"))
         object.__setattr__(self, "transl", _array(self.transl, (3,), "Character.transl"))
         object.__setattr__(self, "body_to_world", _array(self.body_to_world, (4, 4), "Character.body_to_world"))
-        if int(self.seed) != self.seed:
-            raise ValueError(f"Character.seed must be an integer, got {self.seed!r}")
+        if int(self.seed) != self.seed or not 0 <= int(self.seed) < 2**63:
+            raise ValueError(f"Character.seed must be an integer in 0..2**63-1, got {self.seed!r}")
+        low, high = PSI_RANGE
+        if not (math.isfinite(float(self.psi)) and low <= float(self.psi) <= high):
+            raise ValueError(f"Character.psi (truncation ψ) must be a finite number in [{low}, {high}], "
+                             f"got {self.psi!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

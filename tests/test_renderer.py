@@ -197,3 +197,9 @@ def test_matte_unmixes_white_and_keeps_what_the_generator_paints_beyond_the_mesh
     np.testing.assert_allclose(colour[4], [0.1, 0.2, 0.3], atol=1e-6)
     over_white = colour * alpha[:, None] + (1 - alpha[:, None])
     np.testing.assert_allclose(over_white[[0, 2]], rgb[[0, 2]], atol=1e-6)  # over white: the generator's own image
+
+
+@pytest.mark.parametrize("field, value", [("psi", float("nan")), ("psi", 1e6), ("seed", 2**70), ("seed", -1)])
+def test_a_bad_seed_or_psi_is_refused_by_name(field, value):
+    with pytest.raises(ValueError, match=f"Character.{field}"):
+        Character(pose=np.zeros((24, 3)), **{field: value})
