@@ -72,6 +72,7 @@ def _setup(scene, *, frames: int, size: tuple[int, int]) -> None:
     scene.render.fps, scene.frame_start, scene.frame_end = FPS, 1, frames
     scene.render.resolution_x, scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
+    scene.render.film_transparent = True  # RGBA frames: the sheets and GIFs lay them over their own backgrounds
     scene.view_settings.view_transform = "Standard"  # the generator's colours, untouched
     scene.render.dither_intensity = 0.0              # no noise added to the 8-bit PNGs
 

@@ -69,7 +69,7 @@ def test_demo_command_writes_sequences_sheet_and_gifs_and_prints_their_paths(tmp
             assert colour.shape == (120, 160, 4) and part.shape == (120, 160) and part.dtype == np.uint8
             body = part > 0
             assert body.sum() > 300 and part.max() <= 24
-            assert (colour[body, 3] > 230).mean() > 0.9     # the body is opaque where the pass sees it
+            assert (colour[body, 3] > 230).mean() > 0.85    # opaque where the pass sees it, but its anti-aliased rim
             assert (colour[..., 3] == 0).mean() > 0.3        # and away from the people, clear
         assert not np.array_equal(rgba[0], rgba[1]) and not np.array_equal(labels[1], labels[2])
     assert f"contact sheet: {out / 'contact_sheet.png'}" in done.stdout
