@@ -30,12 +30,17 @@ def main(argv: list[str] | None = None) -> int:
         "import-official", help="convert the released official 3DHumanGAN weights (.pth) to a .safetensors model"))
 
     args = parser.parse_args(argv)
-    if args.command in ("render", "import-official"):
+    if args.command == "render":
+        from .cli import run_command
         from .render_cli import run as render
 
-        run = render if args.command == "render" else official.run
+        def command() -> None:  # exit 0 when every image was written; 1 / 130 / 143 from run_command
+            render(args)
+
+        return run_command("python -m neural render", command)
+    if args.command == "import-official":
         try:
-            run(args)
+            official.run(args)
         except (ValueError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1

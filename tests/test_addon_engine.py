@@ -81,7 +81,7 @@ def test_still_passes_match_the_renderer_and_blenders_projection(blank, files, t
     passes = read_exr(tmp_path / "still.exr")
     assert set(passes) >= {"Combined", "Depth", "Body Part"} and engine.LAST_REPORTS == []
     # the same frame straight through neural.Renderer (row 0 at the top, straight alpha, sRGB)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_pelvis=engine.rest_pelvis)
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
     _, names, request = frame.requests()[0]
     renderer = Renderer(model_path=files["model"], body_path=files["body"], device="cpu")
     direct = renderer.render(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
@@ -177,7 +177,7 @@ def test_escape_in_an_animation_stops_within_a_tile_and_keeps_earlier_frames(bla
 
 def test_cancel_stops_within_one_tile(blank, files):
     make_scene(blank, files)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_pelvis=engine.rest_pelvis)
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
     renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
     renderer.tile_pixels = 64  # the tiny crop (32 × 16) in 8 tiles
     polls, progress = [], []
