@@ -95,7 +95,7 @@ def _align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 def rest_rotations(rig_joints: np.ndarray, tpose: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
     """(24, 3, 3) global rest orientation of each of the rig's bones relative to the T-pose: the rotation taking the
     T-pose offsets to the joint's children onto the rig's. Leaves (and joints whose children are missing) follow
-    their parent; a bone within REST_TOLERANCE of the T-pose (and of its parent) counts as the T-pose."""
+    their parent; a bone within REST_TOLERANCE of the T-pose counts as the T-pose (betas alone turn bones a little)."""
     keep = np.ones(24, bool) if present is None else np.asarray(present, bool)
     out = np.zeros((24, 3, 3))
     for k in range(24):
@@ -105,8 +105,6 @@ def rest_rotations(rig_joints: np.ndarray, tpose: np.ndarray, present: np.ndarra
             out[k] = parent
             continue
         rotation = _align(tpose[children] - tpose[k], rig_joints[children] - rig_joints[k])
-        if np.linalg.norm(matrix_to_axis_angle(parent.T @ rotation)) < REST_TOLERANCE:
-            rotation = parent
         if np.linalg.norm(matrix_to_axis_angle(rotation)) < REST_TOLERANCE:
             rotation = np.eye(3)
         out[k] = rotation
