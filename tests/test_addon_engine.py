@@ -227,3 +227,7 @@ def test_errors_are_reported_by_name_and_the_others_render(blank, files, tmp_pat
         assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
         assert any(text in r and "'Good'" in r for r in engine.LAST_REPORTS), engine.LAST_REPORTS
         assert np.asarray(Image.open(tmp_path / "errors.png"))[..., 3].max() == 0
+        # Blender's words: the setting to change, not the command line's flag; the frame counts as failed
+        good = [r for r in engine.LAST_REPORTS if "'Good'" in r]
+        assert good and all("Render Properties > HumanGAN > Model" in r and "--model" not in r for r in good), good
+        assert set(good) <= set(engine.LAST_FAILURES)
