@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .demo import walk_pose
 
@@ -56,6 +58,24 @@ def _seeds(text: str) -> tuple[int, int]:
     return a, b
 
 
+@contextmanager
+def registered() -> Iterator[None]:
+    """The add-on registered for one command and unregistered after it (bpy 4.5 hangs at exit while add-on
+    classes are still registered)."""
+    import bpy
+
+    import addon
+
+    mine = not hasattr(bpy.types.Scene, "humangan")
+    if mine:
+        addon.register()
+    try:
+        yield
+    finally:
+        if mine:
+            addon.unregister()
+
+
 def demo(args: argparse.Namespace) -> int:
     from . import demo as product
 
@@ -67,10 +87,11 @@ def demo(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        outputs = product.run_demo(args.out, model=args.model, body_file=args.body or "",
-                                   size=args.size or product.SIZE, frames=args.frames or product.FRAMES,
-                                   seeds=args.seeds or product.SEEDS, device=args.device,
-                                   log=lambda line: print(line, file=sys.stderr, flush=True))
+        with registered():
+            outputs = product.run_demo(args.out, model=args.model, body_file=args.body or "",
+                                       size=args.size or product.SIZE, frames=args.frames or product.FRAMES,
+                                       seeds=args.seeds or product.SEEDS, device=args.device,
+                                       log=lambda line: print(line, file=sys.stderr, flush=True))
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -89,15 +110,12 @@ def render(args: argparse.Namespace) -> int:
     code is 1. SIGINT / SIGTERM stop within the frame in progress (exit 130 / 143 through neural.cli)."""
     import bpy
 
-    import addon
     from neural.cli import Terminated
     from neural.files import atomic_path, refuse_overwriting_input
 
     from . import engine, signals
     from .demo import build_walk
 
-    if not hasattr(bpy.types.Scene, "humangan"):
-        addon.register()
     engine.SETTINGS["model"] = "--model PATH (or the .blend's Render Properties > HumanGAN > Model)"
     if args.demo:
         bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -210,7 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from neural.cli import run_command
 
-    return run_command("python -m addon render", lambda: render(args))
+    def command() -> int:
+        with registered():
+            return render(args)
+
+    return run_command("python -m addon render", command)
 
 
 if __name__ == "__main__":

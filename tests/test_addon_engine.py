@@ -14,6 +14,7 @@ from mathutils import Vector
 from PIL import Image
 
 from addon import engine, rig, scene
+from addon.demo import set_format
 from neural.renderer import Renderer, default_model_path
 
 __all__ = ["blank", "registered"]
@@ -73,9 +74,7 @@ def read_exr(path):
 def test_still_passes_match_the_renderer_and_blenders_projection(blank, files, tmp_path):
     arm = make_scene(blank, files)
     blank.view_layers[0].use_pass_z = True
-    blank.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
-    blank.render.image_settings.file_format = "OPEN_EXR_MULTILAYER"
-    blank.render.image_settings.color_depth = "32"
+    set_format(blank.render.image_settings, "OPEN_EXR_MULTILAYER", "32")  # Blender 4.5 and 5.0
     blank.render.filepath = str(tmp_path / "still.exr")
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
     passes = read_exr(tmp_path / "still.exr")

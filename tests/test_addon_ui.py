@@ -34,7 +34,7 @@ def selectable(scene) -> bool:
         scene.render.engine = "HUMANGAN"
     except TypeError:
         return False
-    scene.render.engine = "BLENDER_EEVEE"
+    scene.render.engine = "BLENDER_WORKBENCH"  # (EEVEE is BLENDER_EEVEE_NEXT in 4.x)
     return True
 
 
