@@ -196,7 +196,7 @@ class Sequence:
 
 
 def _oiio():
-    """The OpenImageIO module that ships inside bpy (Blender 4.2+; Pillow is not bundled with Blender)."""
+    """The OpenImageIO module that ships inside bpy (Blender 4.5+; Pillow is not bundled with Blender)."""
     import sys
 
     import bpy
