@@ -135,7 +135,7 @@ def _start(engine, context, depsgraph) -> None:
         return
     if state.job is not None:
         state.job.stop()
-    state.key, state.message = key, "; ".join(frame.problems)
+    state.key, state.message = key, "; ".join(frame.problems + frame.warnings)
     model, device = engine_module.model_path(scene), scene.humangan.device
     reports: list[str] = []
 

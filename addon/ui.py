@@ -106,13 +106,11 @@ class OBJECT_OT_humangan_human_add(bpy.types.Operator):
     seed: IntProperty(name="Appearance Seed", default=0, min=0)
 
     def execute(self, context):
-        from neural.body import BodyModel
-
-        from . import rig
+        from . import preload, rig
 
         path = _body_path(self.body_file)
         try:
-            body = BodyModel.load(path)
+            body = preload.load_body(path)
         except (ValueError, FileNotFoundError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
