@@ -8,8 +8,8 @@
 `render` renders the frame range through the HumanGAN engine (bpy module), with the file's output settings except
 the path: frames go to DIR/frame_####.png, each written whole or not at all. Exit codes: 0 every frame written;
 1 a frame not rendered as asked (no file for it; the reason names the character, file and flag or setting) or a
-bad argument; 130 Ctrl+C; 143 SIGTERM (frames already written are complete). `--demo` builds the demo's walk scene (demo.py) instead
-of opening a file: two people walking, filmed by a moving camera. `demo` is the whole product demo (demo.py): the
+bad argument; 130 Ctrl+C; 143 SIGTERM (frames already written are complete). `--demo` builds the demo's walk scene
+(demo.py) instead of opening a file: two people walking, filmed by a moving camera. `demo` is the whole product demo (demo.py): the
 walk and a turntable as PNG sequences with their Body Part pass, a contact sheet and GIFs.
 """
 

@@ -40,7 +40,7 @@ class JointModel:
     per_beta: np.ndarray
 
     @classmethod
-    def of(cls, body: BodyModel) -> "JointModel":
+    def of(cls, body: BodyModel) -> JointModel:
         import torch
 
         with torch.no_grad():

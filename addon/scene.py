@@ -171,9 +171,10 @@ def read_characters(depsgraph, K: np.ndarray, w2c: np.ndarray, width: int, heigh
             if tpose is not None:
                 offset, k = rest.largest_offset(rest.unposed(rig.rest_joints, rotations), tpose, present)
                 if offset > rest.PROPORTION_TOLERANCE:
-                    warnings.append(f"HumanGAN: character '{obj.name}': the rig's {JOINT_NAMES[k]} is {offset * 100:.1f} "
-                                    "cm from the body's; the render follows the body file and betas: use Fit Shape "
-                                    "to Rig (Object Data Properties > HumanGAN Character) to fit the betas to the rig")
+                    warnings.append(f"HumanGAN: character '{obj.name}': the rig's {JOINT_NAMES[k]} is "
+                                    f"{offset * 100:.1f} cm from the body's; the render follows the body file and "
+                                    "betas: use Fit Shape to Rig (Object Data Properties > HumanGAN Character) to "
+                                    "fit the betas to the rig")
             character = Character(pose=posed.pose, betas=betas, transl=posed.pelvis - pelvis, seed=int(settings.seed),
                                   psi=float(settings.psi), body_to_world=posed.body_to_world)
         except (RigError, ValueError, FileNotFoundError) as error:

@@ -87,8 +87,8 @@ def test_only_the_wheels_rendering_loads_are_shipped():
                   "typing_extensions-4.15.0-py3-none-any.whl", "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl",
                   "networkx-3.5-py3-none-any.whl", "jinja2-3.1.6-py3-none-any.whl"]
     assert [p.name for p in build.runtime_wheels(downloaded)] == [
-        "safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.whl", "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",
-        "typing_extensions-4.15.0-py3-none-any.whl"]
+        "safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.whl",
+        "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "typing_extensions-4.15.0-py3-none-any.whl"]
 
 
 def test_wheels_are_listed_for_linux_and_validated(tmp_path):

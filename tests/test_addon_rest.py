@@ -6,7 +6,7 @@ import bpy
 import numpy as np
 import pytest
 import torch
-from addon_fixtures import blank, blended_body_arrays, build_rig, registered, set_addon_pose, write_body
+from addon_fixtures import add_camera, blank, blended_body_arrays, build_rig, registered, set_addon_pose, write_body
 
 from addon import engine, rest, rig, scene
 from neural.body import BodyModel
@@ -39,8 +39,6 @@ def character_rig(scene_, joints, body_file, style="mpi", name="Rig"):
 
 
 def read_job(scene_):
-    from addon_fixtures import add_camera
-
     if scene_.camera is None:
         add_camera(scene_, location=(0.0, -4.0, 0.3))
     frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)

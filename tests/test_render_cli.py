@@ -1,6 +1,8 @@
 """neural/render_cli.py (`python -m neural render`): PNGs written for every frame × yaw, AMASS Z-up motion converted
 exactly to the body's Y-up frame, and errors that name the file and key."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -86,7 +88,7 @@ def test_errors_name_the_file_and_key(files, tmp_path, capsys):
 
 def test_a_corrupt_model_writes_nothing_and_exits_1(files, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.safetensors"
-    corrupt.write_bytes(open(files["model"], "rb").read()[:300])
+    corrupt.write_bytes(Path(files["model"]).read_bytes()[:300])
     out = tmp_path / "o"
     assert main(["render", "--model", str(corrupt), "--body", files["body"], "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -101,7 +103,6 @@ def test_ctrl_c_stops_within_an_image_and_keeps_the_written_ones(files, tmp_path
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
     out = tmp_path / "o"
