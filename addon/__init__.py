@@ -20,6 +20,12 @@ def register() -> None:
     from . import engine
 
     engine.register()
+    import bpy
+
+    if not bpy.app.background:  # in the UI: torch loads in a thread, not on the first click (preload.py)
+        from . import preload
+
+        preload.start()
 
 
 def unregister() -> None:

@@ -5,17 +5,22 @@
     python -m addon render --demo --out DIR [--frames A-B] [--size WxH] [--model PATH] [--save-blend FILE]
     python -m addon demo --out DIR [--model PATH] [--size WxH] [--frames N] [--seeds A,B] [--threads N]
 
-`render` runs Blender's own animation render (bpy module) through the HumanGAN engine, with the file's output
-settings except the path: frames go to DIR/frame_####.png. `--demo` builds the demo's walk scene (demo.py) instead
-of opening a file: two people walking, filmed by a moving camera. `demo` is the whole product demo (demo.py): the
+`render` renders the frame range through the HumanGAN engine (bpy module), with the file's output settings except
+the path: frames go to DIR/frame_####.png, each written whole or not at all. Exit codes: 0 every frame written;
+1 a frame not rendered as asked (no file for it; the reason names the character, file and flag or setting) or a
+bad argument; 130 Ctrl+C; 143 SIGTERM (frames already written are complete). `--demo` builds the demo's walk scene
+(demo.py) instead of opening a file: two people walking, filmed by a moving camera. `demo` is the whole product demo (demo.py): the
 walk and a turntable as PNG sequences with their Body Part pass, a contact sheet and GIFs.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .demo import walk_pose
 
@@ -53,6 +58,24 @@ def _seeds(text: str) -> tuple[int, int]:
     return a, b
 
 
+@contextmanager
+def registered() -> Iterator[None]:
+    """The add-on registered for one command and unregistered after it (bpy 4.5 hangs at exit while add-on
+    classes are still registered)."""
+    import bpy
+
+    import addon
+
+    mine = not hasattr(bpy.types.Scene, "humangan")
+    if mine:
+        addon.register()
+    try:
+        yield
+    finally:
+        if mine:
+            addon.unregister()
+
+
 def demo(args: argparse.Namespace) -> int:
     from . import demo as product
 
@@ -64,10 +87,11 @@ def demo(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        outputs = product.run_demo(args.out, model=args.model, body_file=args.body or "",
-                                   size=args.size or product.SIZE, frames=args.frames or product.FRAMES,
-                                   seeds=args.seeds or product.SEEDS, device=args.device,
-                                   log=lambda line: print(line, file=sys.stderr, flush=True))
+        with registered():
+            outputs = product.run_demo(args.out, model=args.model, body_file=args.body or "",
+                                       size=args.size or product.SIZE, frames=args.frames or product.FRAMES,
+                                       seeds=args.seeds or product.SEEDS, device=args.device,
+                                       log=lambda line: print(line, file=sys.stderr, flush=True))
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -80,23 +104,30 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def render(args: argparse.Namespace) -> int:
+    """Render every frame of the range through the HumanGAN engine, one still at a time, each written atomically
+    with the scene's image settings to the path Blender's animation render would use. A frame the engine could
+    not render as asked (a character or the model missing) is not written; the reasons are printed and the exit
+    code is 1. SIGINT / SIGTERM stop within the frame in progress (exit 130 / 143 through neural.cli)."""
     import bpy
 
-    import addon
+    from neural.cli import Terminated
+    from neural.files import atomic_path, refuse_overwriting_input
 
-    from . import engine
+    from . import engine, signals
     from .demo import build_walk
 
-    if not hasattr(bpy.types.Scene, "humangan"):
-        addon.register()
+    engine.SETTINGS["model"] = "--model PATH (or the .blend's Render Properties > HumanGAN > Model)"
     if args.demo:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         build_walk(bpy.context.scene, body_file=args.body or "")
     else:
         if not Path(args.blend).is_file():
-            print(f"error: --blend {args.blend} does not exist", file=sys.stderr)
-            return 2
-        bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+            raise FileNotFoundError(f"--blend {args.blend} does not exist")
+        try:
+            bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+        except RuntimeError as error:
+            raise ValueError(f"--blend {args.blend} cannot be opened by Blender {bpy.app.version_string}: "
+                             f"{str(error).strip()}") from None
     scene = bpy.context.scene
     scene.render.engine = "HUMANGAN"
     if args.model:
@@ -115,12 +146,43 @@ def render(args: argparse.Namespace) -> int:
     scene.render.filepath = str(out / "frame_")
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGBA"
-    bpy.ops.render.render(animation=True)
-    written = sorted(out.glob("frame_*.png"))
-    for line in dict.fromkeys(engine.LAST_REPORTS):
-        print(line, file=sys.stderr)
-    print(f"{len(written)} frames in {out}")
-    return 0 if written else 1
+    inputs = [p for p in (args.blend, args.model) if p]
+    written, failed = 0, {}
+    signals.watch(exit_process=False)
+    try:
+        for frame in range(scene.frame_start, scene.frame_end + 1, scene.frame_step):
+            scene.frame_set(frame)
+            bpy.ops.render.render()
+            if signals.caught() is not None:
+                raise KeyboardInterrupt if signals.caught() == signal.SIGINT else Terminated()
+            for line in dict.fromkeys(engine.LAST_REPORTS):
+                print(f"frame {frame}: {line}", file=sys.stderr)
+            if engine.LAST_FAILURES:
+                for line in dict.fromkeys(engine.LAST_FAILURES):
+                    failed.setdefault(line, []).append(frame)
+                continue
+            path = Path(scene.render.frame_path(frame=frame))
+            refuse_overwriting_input(path, *inputs)
+            with atomic_path(path) as tmp:
+                bpy.data.images["Render Result"].save_render(filepath=str(tmp), scene=scene)
+            written += 1
+    finally:
+        signals.unwatch()
+    print(f"{written} frames in {out}")
+    for line, frames in failed.items():
+        print(f"error: {len(frames)} frame(s) not written ({_ranges(frames)}): {line}", file=sys.stderr)
+    return 1 if failed or not written else 0
+
+
+def _ranges(frames: list[int]) -> str:
+    """[1, 2, 3, 7] → "1-3, 7"."""
+    runs: list[list[int]] = []
+    for f in frames:
+        if runs and f == runs[-1][1] + 1:
+            runs[-1][1] = f
+        else:
+            runs.append([f, f])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +226,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         return 0
-    return render(args)
+    from neural.cli import run_command
+
+    def command() -> int:
+        with registered():
+            return render(args)
+
+    return run_command("python -m addon render", command)
 
 
 if __name__ == "__main__":

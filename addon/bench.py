@@ -123,7 +123,7 @@ def components(*, frames: int = 10, width: int = 512, height: int = 256, body_fi
             scene.frame_set(f)
             depsgraph = bpy.context.evaluated_depsgraph_get()
             start = time.perf_counter()
-            scene_module.read_frame(depsgraph, rest_pelvis=engine.safe_rest_pelvis)
+            scene_module.read_frame(depsgraph, rest_joints=engine.safe_rest_joints)
             reads.append(time.perf_counter() - start)
             start = time.perf_counter()
             engine.to_passes(result)

@@ -1,10 +1,14 @@
 """Build the installable extension zip (docs/overview.md §Packages): `python -m addon build --out dist/`.
 
-The zip holds the manifest (repo root `blender_manifest.toml`), the add-on modules (this folder, minus the build
-and command-line files), the `neural` package vendored as `_vendor/neural` (the add-on puts `_vendor` first on
-sys.path), and the run-time wheels for linux-x64 on the CPU: torch 2.13.0+cpu with its dependencies, and
-safetensors. Blender installs listed wheels itself but resolves nothing, so every dependency is downloaded and
-listed; numpy is Blender's own. `--no-wheels` leaves them out (tests, and users who install torch themselves).
+The zip holds only what the extension runs: the manifest (repo root `blender_manifest.toml`), the add-on modules
+(this folder, minus the build, command-line and demo / benchmark tools), the `neural` package vendored as
+`_vendor/neural` (minus its own command-line, demo and benchmark modules; the add-on puts `_vendor` first on
+sys.path), and the run-time wheels for linux-x64 on the CPU: torch 2.13.0+cpu and safetensors, with the one
+dependency `import torch` needs (typing_extensions). Blender installs listed wheels itself but resolves nothing;
+torch's other declared dependencies (sympy, mpmath, networkx, jinja2, markupsafe, fsspec, filelock, setuptools)
+serve torch.compile, the exporters and C++ extensions, which rendering never touches, and are left out — setuptools
+in particular would drop `distutils-precedence.pth` and `_distutils_hack` into the site-packages that every
+extension shares. numpy is Blender's own. `--no-wheels` leaves the wheels out (tests, users with their own torch).
 The staged folder is validated and zipped by the `blender_ext.py` that ships in bpy.
 
 Where the CPU wheel is not found by plain `pip download` (it is not on PyPI), pass
@@ -25,7 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ADDON_DIR = Path(__file__).resolve().parent
 NEURAL_DIR = ROOT / "neural"
 MANIFEST = ROOT / "blender_manifest.toml"
-BUILD_ONLY = {"build.py", "__main__.py"}  # not needed inside Blender
+DEV_ONLY = {"build.py", "__main__.py", "bench.py", "demo.py", "demo_sheet.py"}  # add-on files Blender never runs
+NEURAL_DEV_ONLY = ("__main__.py", "render_cli.py", "official.py", "demo.py", "bench.py", "bench_raster.py")
+RUNTIME_DEPENDENCIES = ("typing_extensions",)  # of torch's declared ones, what `import torch` + rendering load
 WHEEL_REQUIREMENTS = ("torch==2.13.0+cpu", "safetensors>=0.4")
 BLENDER_PLATFORM = "linux-x64"
 PIP_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "any")  # what it runs
@@ -77,19 +83,25 @@ def download_wheels(folder: Path, torch_index: str | None = None) -> list[Path]:
         raise RuntimeError(f"pip download of {list(WHEEL_REQUIREMENTS)} failed:\n{done.stderr[-2000:]}\n"
                            "The CPU build of torch is on https://download.pytorch.org/whl/cpu: pass "
                            "--torch-index https://download.pytorch.org/whl/cpu (or --no-wheels)")
-    wheels = sorted(p for p in folder.glob("*.whl") if not p.name.startswith("numpy-"))  # Blender ships numpy
+    wheels = runtime_wheels(folder.glob("*.whl"))
     if not any(p.name.startswith("torch-") for p in wheels):
         raise RuntimeError(f"pip download left no torch wheel in {folder}")
     return wheels
 
 
+def runtime_wheels(files) -> list[Path]:
+    """The downloaded wheels the extension ships: torch, safetensors and RUNTIME_DEPENDENCIES (numpy is Blender's)."""
+    wanted = ("torch-", "safetensors-") + tuple(f"{name}-" for name in RUNTIME_DEPENDENCIES)
+    return sorted(Path(p) for p in files if Path(p).name.startswith(wanted))
+
+
 def stage(target: Path, *, wheels: list[Path] | None) -> Path:
     """Lay out the extension source folder: manifest, add-on modules, _vendor/neural, wheels/."""
     target.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for source in sorted(ADDON_DIR.glob("*.py")):
-        if source.name not in BUILD_ONLY:
+        if source.name not in DEV_ONLY:
             shutil.copy2(source, target / source.name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", *NEURAL_DEV_ONLY)
     shutil.copytree(NEURAL_DIR, target / "_vendor" / "neural", ignore=ignore)
     manifest = tomllib.loads(MANIFEST.read_text())
     if wheels:

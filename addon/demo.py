@@ -196,9 +196,8 @@ class Sequence:
     parts: tuple[Path, ...]
 
 
-def read_exr(path: Path) -> dict[str, np.ndarray]:
-    """All passes of a multilayer EXR as {"Combined": (H, W, 4), "Body Part": (H, W, 1), ...}, row 0 = top,
-    read with the OpenImageIO that ships inside bpy."""
+def _oiio():
+    """The OpenImageIO module that ships inside bpy (Blender 4.5+; Pillow is not bundled with Blender)."""
     import sys
 
     import bpy
@@ -208,6 +207,30 @@ def read_exr(path: Path) -> dict[str, np.ndarray]:
         sys.path.append(site)
     import OpenImageIO as oiio
 
+    return oiio
+
+
+def write_labels(path: Path, labels: np.ndarray) -> None:
+    """A (H, W) uint8 label image as an 8-bit grey PNG, with bpy's OpenImageIO."""
+    oiio = _oiio()
+    out = oiio.ImageOutput.create(str(path))
+    if out is None or not out.open(str(path), oiio.ImageSpec(labels.shape[1], labels.shape[0], 1, "uint8")):
+        raise OSError(f"cannot write {path}: {oiio.geterror()}")
+    out.write_image(np.ascontiguousarray(labels[..., None]))
+    out.close()
+
+
+def set_format(settings, file_format: str, color_depth: str) -> None:
+    """Output format of image_settings; Blender 5.0 first chooses the media type (4.x has no such field)."""
+    if hasattr(settings, "media_type"):
+        settings.media_type = "MULTI_LAYER_IMAGE" if file_format == "OPEN_EXR_MULTILAYER" else "IMAGE"
+    settings.file_format, settings.color_depth = file_format, color_depth
+
+
+def read_exr(path: Path) -> dict[str, np.ndarray]:
+    """All passes of a multilayer EXR as {"Combined": (H, W, 4), "Body Part": (H, W, 1), ...}, row 0 = top,
+    read with the OpenImageIO that ships inside bpy."""
+    oiio = _oiio()
     image = oiio.ImageInput.open(str(path))
     if image is None:
         raise OSError(f"cannot read {path}: {oiio.geterror()}")
@@ -228,7 +251,6 @@ def render_sequence(scene, folder: Path) -> Sequence:
     folder/parts/part_####.png. RuntimeError naming the frame when the engine reported a problem (a frame without
     its people is no demo)."""
     import bpy
-    from PIL import Image
 
     from . import engine
 
@@ -245,21 +267,20 @@ def render_sequence(scene, folder: Path) -> Sequence:
             if engine.LAST_REPORTS:
                 raise RuntimeError(f"frame {frame} of {folder.name}: " + "; ".join(dict.fromkeys(engine.LAST_REPORTS)))
             result = bpy.data.images["Render Result"]  # saved with the settings of the scene that rendered it
-            settings.media_type, settings.file_format = "IMAGE", "PNG"
-            settings.color_mode, settings.color_depth = "RGBA", "8"
+            set_format(settings, "PNG", "8")
+            settings.color_mode = "RGBA"
             frames.append(folder / f"frame_{frame:04d}.png")
             result.save_render(str(frames[-1]), scene=scene)
-            settings.media_type, settings.file_format, settings.color_depth = ("MULTI_LAYER_IMAGE",
-                                                                               "OPEN_EXR_MULTILAYER", "16")
+            set_format(settings, "OPEN_EXR_MULTILAYER", "16")
             exr = scratch / f"{frame:04d}.exr"
             result.save_render(str(exr), scene=scene)
             labels = np.rint(read_exr(exr)[engine.PART_PASS][..., 0]).astype(np.uint8)
             parts.append(folder / "parts" / f"part_{frame:04d}.png")
-            Image.fromarray(labels, mode="L").save(parts[-1])
+            write_labels(parts[-1], labels)
             exr.unlink()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        settings.media_type, settings.file_format, settings.color_depth = "IMAGE", "PNG", "8"
+        set_format(settings, "PNG", "8")
     return Sequence(folder=folder, frames=tuple(frames), parts=tuple(parts))
 
 

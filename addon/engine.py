@@ -11,8 +11,10 @@ Passes, in Blender's layout:
   vertex belongs to its dominant skinning joint.
 
 Errors never stop Blender: a character that cannot be read, a model or body file that is missing or does not
-match are reported (Info bar, and LAST_REPORTS for the panel) naming the character and file; the other
-characters render. Esc is checked before every tile (Renderer.render's should_stop).
+match are reported (Info bar, and LAST_REPORTS for the panel) naming the character, the file and the setting to
+change; the other characters render. LAST_FAILURES keeps the reports that mean the frame is not what was asked
+(a character missing from it): `python -m addon render` writes no file for such a frame and exits 1. Esc
+(test_break) and, in headless renders, SIGINT / SIGTERM (signals.py) are checked before every tile.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Callable
 import bpy
 import numpy as np
 
-from . import preview
+from . import preview, signals
 from .scene import SceneError, SceneFrame, read_frame, render_size
 from .ui import ENGINE_ID
 
@@ -36,6 +38,10 @@ if TYPE_CHECKING:  # torch is imported on the first render, not when Blender sta
 BACKGROUND_DEPTH = 1e10
 PART_PASS = "Body Part"
 LAST_REPORTS: list[str] = []  # the latest render's problems, shown in the render panel
+LAST_FAILURES: list[str] = []  # those of them that left a character out of the frame
+# Where a user changes the model: the command line (python -m addon render) puts its flag here.
+SETTINGS = {"model": "Render Properties > HumanGAN > Model",
+            "body": "the character's Object Data Properties > HumanGAN Character > Body File"}
 _RENDERERS: dict[tuple, object] = {}
 _LOCK = threading.Lock()
 _BODIES: dict[tuple, object] = {}
@@ -47,10 +53,42 @@ def _stamp(path: Path | None) -> tuple:
     return (str(path), os.path.getmtime(path)) if path is not None and path.is_file() else (str(path), None)
 
 
+def resolve_path(text: str, setting: str) -> Path:
+    """A file setting as an absolute path: Blender's "//" (relative to the .blend) resolved with bpy.path.abspath;
+    ValueError when the .blend is not saved, so "//" has nothing to be relative to."""
+    if text.startswith("//") and not bpy.data.filepath:
+        raise ValueError(f"{setting} is {text}, relative to the .blend file, but this file is not saved yet: save "
+                         "it next to the file, or choose the file again with an absolute path")
+    return Path(bpy.path.abspath(text)).resolve()
+
+
 def model_path(scene: bpy.types.Scene) -> Path | None:
     """The scene's model file, or None for the default model."""
     name = scene.humangan.model_file
-    return Path(bpy.path.abspath(name)) if name else None
+    return resolve_path(name, SETTINGS["model"]) if name else None
+
+
+def check_model(model: Path | None, body: Path) -> None:
+    """The model file exists, is a checkpoint and fits the body; errors name the setting to change (the
+    Renderer's own messages speak of its command-line flags)."""
+    from neural import checkpoint
+    from neural.body import BodyModel
+    from neural.renderer import default_model_path
+
+    path = model or default_model_path()
+    fix = f"set {SETTINGS['model']} to a generator checkpoint (.safetensors)"
+    if not path.is_file():
+        missing = "the default model is not shipped yet" if model is None else f"model file {path} does not exist"
+        raise FileNotFoundError(f"{missing}; {fix}")
+    try:
+        expected = checkpoint.read_metadata(path).body_fingerprint
+    except checkpoint.CheckpointError as error:
+        raise ValueError(f"{error}; {fix}") from error
+    found = BodyModel.load(body).fingerprint
+    if expected != found:
+        raise ValueError(f"model {path} was trained on the body with fingerprint {expected}, but body file {body} "
+                         f"has fingerprint {found}: set {SETTINGS['body']} to the body the model was trained with, or "
+                         f"{SETTINGS['model']} to a model made for this body")
 
 
 def body_path(body_file: str) -> Path:
@@ -68,32 +106,29 @@ def get_renderer(model: Path | None, body_file: str, device: str):
     key = (_stamp(model), _stamp(body), device)
     with _LOCK:  # the viewport's worker thread and F12 may ask at the same time
         if key not in _RENDERERS:
+            check_model(model, body)
             if len({k[0] for k in _RENDERERS} | {key[0]}) > 1 or any(k[2] != device for k in _RENDERERS):
                 _RENDERERS.clear()  # one model on one device in memory at a time
             _RENDERERS[key] = Renderer(model_path=model, body_path=body, device=device.lower())
         return _RENDERERS[key]
 
 
-def rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
-    """The body model's rest pelvis (3,) for these betas, body frame (so the model's pelvis lands on the rig's).
-
-    The pelvis is linear in the betas, J_0 = R_0·(template + shapedirs·β): two small arrays cached per file.
-    """
-    import torch
+def joint_model(body_file: str):
+    """The body file's rest joints as a linear function of the betas (rest.JointModel), cached per file."""
     from neural.body import BodyModel
 
-    path = body_path(body_file)
-    key = _stamp(path)
+    from .rest import JointModel
+
+    key = _stamp(body_path(body_file))
     if key not in _BODIES:
-        body = BodyModel.load(path)
-        with torch.no_grad():
-            regressor = body.J_regressor[0].double()
-            base = (regressor @ body.template.double()).numpy()                                   # (3,)
-            per_beta = torch.einsum("v,vcl->cl", regressor, body.shapedirs.double()).numpy()       # (3, nb)
-        _BODIES[key] = (base, per_beta)
-    base, per_beta = _BODIES[key]
-    betas = np.asarray(betas, np.float64)[: per_beta.shape[1]]
-    return base + per_beta[:, : len(betas)] @ betas
+        _BODIES[key] = JointModel.of(BodyModel.load(body_path(body_file)))
+    return _BODIES[key]
+
+
+def rest_joints(body_file: str, betas: np.ndarray) -> np.ndarray:
+    """The body model's T-pose joints (24, 3) for these betas, body frame: the rig's pose is read relative to
+    them, and the model's pelvis is put on the rig's."""
+    return joint_model(body_file).joints(betas)
 
 
 def composite(results: list[FrameResult]) -> FrameResult:
@@ -155,9 +190,12 @@ def to_passes(result: FrameResult, background: np.ndarray | None = None) -> dict
 
 def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: Report,
                  should_stop: Callable[[], bool] | None = None,
-                 on_progress: Callable[[float], None] | None = None, stride: int = 1) -> FrameResult | None:
-    """Render a SceneFrame, one Renderer per body file; None when cancelled. Failures are reported by name.
-    No bpy access: the viewport preview calls this from its worker thread."""
+                 on_progress: Callable[[float], None] | None = None, stride: int = 1,
+                 fail: Report | None = None) -> FrameResult | None:
+    """Render a SceneFrame, one Renderer per body file; None when cancelled. A character left out is passed to
+    fail (default: report) by name, warnings to report. No bpy access: the viewport preview calls this from its
+    worker thread."""
+    fail = fail or report
     from neural.renderer import RenderCancelled
 
     groups = frame.requests()
@@ -171,18 +209,19 @@ def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: 
         try:
             renderer = get_renderer(model, body_file, device)
         except Exception as error:  # a missing / wrong model or body file must not stop the other characters
-            report(f"HumanGAN: cannot render {who}: {error}")
+            fail(f"HumanGAN: cannot render {who}: {error}")
             continue
         request = fit_betas(request, names, renderer.body.num_betas, report)
         try:
             result = renderer.render(request, should_stop=should_stop, on_progress=progress, stride=stride)
-            for failure in result.failures:  # left out alone; the others are in the frame
-                report(f"HumanGAN: character '{failure.name}' skipped: {failure.reason}")
-            results.append(result)
         except RenderCancelled:
             return None
         except Exception as error:
-            report(f"HumanGAN: rendering {who} failed: {type(error).__name__}: {error}")
+            fail(f"HumanGAN: rendering {who} failed: {type(error).__name__}: {error}")
+            continue
+        for failure in result.failures:  # characters the renderer had to leave out, each alone
+            fail(f"HumanGAN: character '{failure.name}' skipped: {failure.reason}")
+        results.append(result)
     return composite(results) if results else empty_result(frame.width, frame.height)
 
 
@@ -225,28 +264,41 @@ class HumanGanEngine(bpy.types.RenderEngine):
         LAST_REPORTS.append(message)
         self.report({"WARNING"}, message)
 
+    def _fail(self, message: str) -> None:
+        LAST_FAILURES.append(message)
+        self._report(message)
+
+    def _should_stop(self) -> bool:
+        return self.test_break() or signals.caught() is not None
+
     def render(self, depsgraph):
         scene = depsgraph.scene
         width, height = render_size(scene)
         LAST_REPORTS.clear()
+        LAST_FAILURES.clear()
+        if bpy.app.background:  # no Esc headless: Ctrl+C and SIGTERM stop the render instead
+            signals.watch(exit_process=True)
         result = None
         try:
-            frame = read_frame(depsgraph, rest_pelvis=safe_rest_pelvis)
+            frame = read_frame(depsgraph, rest_joints=safe_rest_joints)
             for problem in frame.problems:
-                self._report(problem)
+                self._fail(problem)
+            for warning in frame.warnings:
+                self._report(warning)
             self.update_stats("", f"HumanGAN | frame {scene.frame_current} | {len(frame.jobs)} characters")
-            result = render_frame(frame, model=model_path(scene), device=scene.humangan.device,
-                                  report=self._report, should_stop=self.test_break, on_progress=self.update_progress)
+            result = render_frame(frame, model=model_path(scene), device=scene.humangan.device, report=self._report,
+                                  fail=self._fail, should_stop=self._should_stop, on_progress=self.update_progress)
         except SceneError as error:
-            self._report(f"HumanGAN: {error}")
+            self._fail(f"HumanGAN: {error}")
             result = empty_result(width, height)
         except Exception as error:  # never let a bug take Blender down: report and write an empty frame
-            self._report(f"HumanGAN: frame {scene.frame_current} failed: {type(error).__name__}: {error}")
+            self._fail(f"HumanGAN: frame {scene.frame_current} failed: {type(error).__name__}: {error}")
             result = empty_result(width, height)
         self.add_pass(PART_PASS, 1, "X")
         out = self.begin_result(0, 0, width, height, layer=depsgraph.view_layer.name)
-        if result is None:  # Esc: Blender discards this frame and keeps the ones already written
+        if result is None or signals.caught() is not None:  # Esc or a signal: this frame is not written
             self.end_result(out, cancel=True)
+            signals.stop_process_if_caught(scene.frame_current)
             return
         passes = out.layers[0].passes
         background = None if scene.render.film_transparent else world_colour(scene)
@@ -264,17 +316,25 @@ class HumanGanEngine(bpy.types.RenderEngine):
         preview.view_draw(self, context, depsgraph)
 
 
-def safe_rest_pelvis(body_file: str, betas: np.ndarray) -> np.ndarray:
+def safe_rest_joints(body_file: str, betas: np.ndarray) -> np.ndarray:
     try:
-        return rest_pelvis(body_file, betas)
+        return rest_joints(body_file, betas)
     except Exception as error:  # reported per character by scene.read_characters
         raise ValueError(str(error)) from error
 
 
+_RENDER_END = (bpy.app.handlers.render_complete, bpy.app.handlers.render_cancel)
+
+
 def register() -> None:
     bpy.utils.register_class(HumanGanEngine)
+    for handlers in _RENDER_END:
+        handlers.append(signals.render_ended)
 
 
 def unregister() -> None:
     preview.stop_all()
+    for handlers in _RENDER_END:
+        if signals.render_ended in handlers:
+            handlers.remove(signals.render_ended)
     bpy.utils.unregister_class(HumanGanEngine)

@@ -226,7 +226,11 @@ def _retarget_and_key(scene, arm, rig: RigInfo, source: SourceMotion, name: str,
 
 
 def _keys(action, arm, data_path: str, index: int, group: str, frames: np.ndarray, values: np.ndarray) -> None:
-    curve = action.fcurve_ensure_for_datablock(arm, data_path, index=index, group_name=group)
+    if bpy.app.version >= (5, 0, 0):
+        curve = action.fcurve_ensure_for_datablock(arm, data_path, index=index, group_name=group)
+    else:  # 4.4 / 4.5: no group_name; a first key made the Blender way puts the curve in the bone's group
+        arm.keyframe_insert(data_path, index=index, frame=float(frames[0]), group=group)
+        curve = action.fcurve_ensure_for_datablock(arm, data_path, index=index)
     curve.keyframe_points.clear()
     curve.keyframe_points.add(len(frames))
     curve.keyframe_points.foreach_set("co", np.stack([frames, values], 1).astype(np.float32).ravel())

@@ -98,15 +98,15 @@ def frame_key(frame: SceneFrame) -> bytes:
     return b"|".join(parts)
 
 
-def viewport_frame(context, depsgraph, scale: float, rest_pelvis=None) -> SceneFrame:
+def viewport_frame(context, depsgraph, scale: float, rest_joints=None) -> SceneFrame:
     """The region's own view as a SceneFrame at `scale` × the region's pixels (main thread)."""
     region, view = context.region, context.region_data
     width, height = max(1, round(region.width * scale)), max(1, round(region.height * scale))
     K = intrinsics_from_projection(view.window_matrix, width, height)
     w2c = FLIP @ np.array(view.view_matrix, dtype=np.float64)
-    jobs, problems = read_characters(depsgraph, K, w2c, width, height, rest_pelvis)
+    jobs, problems, warnings = read_characters(depsgraph, K, w2c, width, height, rest_joints)
     return SceneFrame(K=K, world_to_camera=w2c, width=width, height=height, jobs=tuple(jobs),
-                      problems=tuple(problems))
+                      problems=tuple(problems), warnings=tuple(warnings))
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _start(engine, context, depsgraph) -> None:
     state: PreviewState = engine.preview
     scene = depsgraph.scene
     try:
-        frame = viewport_frame(context, depsgraph, scene.humangan.preview_scale, engine_module.safe_rest_pelvis)
+        frame = viewport_frame(context, depsgraph, scene.humangan.preview_scale, engine_module.safe_rest_joints)
     except SceneError as error:
         state.message = str(error)
         return
@@ -135,7 +135,7 @@ def _start(engine, context, depsgraph) -> None:
         return
     if state.job is not None:
         state.job.stop()
-    state.key, state.message = key, "; ".join(frame.problems)
+    state.key, state.message = key, "; ".join(frame.problems + frame.warnings)
     model, device = engine_module.model_path(scene), scene.humangan.device
     reports: list[str] = []
 

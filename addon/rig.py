@@ -9,11 +9,13 @@ armatures spell it (docs/conventions.md §Blender rig):
 - the public SMPL / SMPL-X add-ons (docs/conventions.md §Public SMPL add-ons): the same joint names (smplx spelling), an
   optional `root` bone above `pelvis`, data in centimetres with a 0.01 object scale, bones along +Y (Meshcapade) or +Z
   with the Z-up frame baked into the bones (the 2021 MPI add-on). Extra SMPL-X bones (jaw, eyes, fingers) are ignored.
-- SMPL FBX exports (`m_avg_Pelvis`, `f_avg_L_Hip`, ...).
+- SMPL FBX exports (`m_avg_Pelvis`, `f_avg_L_Hip`, ..., or bare `Pelvis`, `L_Hip`, ...).
 
 All of them are read the same way, without a case per add-on: the body frame is found from the rest skeleton
 (left = right hip → left hip, up = pelvis → neck, units from its size), and each bone's posed-versus-rest
-transform is carried into that frame. The rest pose must be the SMPL T-pose (every add-on above builds it so).
+transform is carried into that frame. A rest pose other than SMPL's T-pose (an A-pose applied as rest pose) is
+composed in from rest.rest_rotations when the body's T-pose joints are known (the render then shows what the bones
+show).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ NAMINGS: dict[str, tuple[str, ...]] = {
     "smplx": JOINT_NAMES,
     "smpl-fbx-m": tuple("m_avg_" + n for n in _FBX_NAMES),
     "smpl-fbx-f": tuple("f_avg_" + n for n in _FBX_NAMES),
+    "smpl-fbx": _FBX_NAMES,  # FBX exports whose importer dropped the m_avg_ / f_avg_ prefix
 }
 BONE_LENGTH = 0.1  # metres; cosmetic (bones of our rig all point along +Y)
 
@@ -169,8 +172,10 @@ class RigPose:
     body_to_world: np.ndarray
 
 
-def read_pose(obj: bpy.types.Object, rig: RigInfo) -> RigPose:
-    """The SMPL pose of an (evaluated) armature object: posed-versus-rest transform of each bone in the body frame.
+def read_pose(obj: bpy.types.Object, rig: RigInfo, rest_rotations: np.ndarray | None = None) -> RigPose:
+    """The SMPL pose of an (evaluated) armature object: posed-versus-rest transform of each bone in the body frame,
+    times the bone's rest orientation relative to SMPL's T-pose (rest_rotations (24, 3, 3), body frame, from
+    rest.rest_rotations; None: the rig's rest pose is the T-pose).
 
     Reads `pose_bone.matrix` (so constraints and drivers count), not the raw quaternions.
     """
@@ -187,6 +192,8 @@ def read_pose(obj: bpy.types.Object, rig: RigInfo) -> RigPose:
     for k in range(24):  # missing hand joints follow their wrist (local rotation = identity)
         if rig.bones[k] is None:
             global_rot[k], posed[k] = global_rot[PARENTS[k]], posed[PARENTS[k]]
+    if rest_rotations is not None:
+        global_rot = global_rot @ rest_rotations
     global_rot = _orthonormal(global_rot)
     local = global_rot.copy()
     local[1:] = np.swapaxes(global_rot[list(PARENTS[1:])], -1, -2) @ global_rot[1:]

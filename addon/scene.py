@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Callable
 import bpy
 import numpy as np
 
-from .rig import RigError, read_pose, read_rig
+from . import rest
+from .rig import JOINT_NAMES, RigError, read_pose, read_rig
 
 if TYPE_CHECKING:  # torch is imported on the first render, not when Blender starts
     from neural.renderer import Character, FrameRequest
@@ -42,8 +43,8 @@ class CharacterJob:
 
 @dataclass(frozen=True)
 class SceneFrame:
-    """A frame to render: OpenCV camera K (3, 3) and world_to_camera (4, 4), size, characters, and the problems
-    (one message per skipped character, naming it)."""
+    """A frame to render: OpenCV camera K (3, 3) and world_to_camera (4, 4), size, characters, the problems (one
+    message per skipped character, naming it) and warnings (rendered, but not quite as the rig shows)."""
 
     K: np.ndarray
     world_to_camera: np.ndarray
@@ -51,6 +52,7 @@ class SceneFrame:
     height: int
     jobs: tuple[CharacterJob, ...]
     problems: tuple[str, ...]
+    warnings: tuple[str, ...] = ()
     detail: int | None = None  # FrameRequest.detail (Render Properties > HumanGAN > Detail)
 
     def requests(self) -> list[tuple[str, tuple[str, ...], FrameRequest]]:
@@ -123,20 +125,33 @@ def sees(K: np.ndarray, w2c: np.ndarray, width: int, height: int, points_world: 
                  (xy[:, 1] + grow >= -0.5) & (xy[:, 1] - grow <= height - 0.5)).any())
 
 
-RestPelvis = Callable[[str, np.ndarray], np.ndarray]  # (body_file, betas) → rest pelvis (3,) body frame
+RestJoints = Callable[[str, np.ndarray], np.ndarray]  # (body_file, betas) → T-pose joints (24, 3), body frame
+
+
+def body_file_path(obj: bpy.types.Object) -> str:
+    """The character's absolute body file ('' = the free body); "//" is relative to the saved .blend."""
+    text = obj.humangan.body_file
+    if not text:
+        return ""
+    if text.startswith("//") and not bpy.data.filepath:
+        raise ValueError(f"its Body File is {text}, relative to the .blend file, but this file is not saved yet: "
+                         "save it next to the body file, or choose the body file again with an absolute path")
+    return bpy.path.abspath(text)
 
 
 def read_characters(depsgraph, K: np.ndarray, w2c: np.ndarray, width: int, height: int,
-                    rest_pelvis: RestPelvis | None = None) -> tuple[list[CharacterJob], list[str]]:
+                    rest_joints: RestJoints | None = None) -> tuple[list[CharacterJob], list[str], list[str]]:
     """Every enabled armature of the depsgraph that the camera sees, as Character jobs, plus one problem
-    message per character that cannot be read (named, so the others still render).
+    message per character that cannot be read (named, so the others still render) and warnings.
 
-    rest_pelvis gives the body model's rest pelvis for a body file and betas; the character's transl puts the
-    model's pelvis where the armature's pelvis is. Without it, the rig's own rest pelvis is used.
+    rest_joints gives the body model's T-pose joints for a body file and betas: the pose is read relative to
+    them (rest.py: a rig whose rest pose is not the T-pose renders as its bones show), the character's transl puts
+    the model's pelvis where the armature's pelvis is, and a rig whose joints are more than
+    rest.PROPORTION_TOLERANCE from them gets a warning. Without it, the rig's own rest skeleton is used.
     """
     from neural.renderer import Character
 
-    jobs, problems = [], []
+    jobs, problems, warnings = [], [], []
     # The depsgraph iterator reuses its items: keep the originals and evaluate each one afterwards. Settings
     # come from the original: editing an ID property does not re-evaluate the object.
     armatures = [o.original for o in depsgraph.objects if o.type == "ARMATURE" and o.original.humangan.enabled]
@@ -145,22 +160,32 @@ def read_characters(depsgraph, K: np.ndarray, w2c: np.ndarray, width: int, heigh
         settings = original.humangan
         try:
             rig = read_rig(obj)
-            posed = read_pose(obj, rig)
+            betas = np.array(settings.betas, dtype=np.float64)
+            body_file = body_file_path(original)
+            tpose = None if rest_joints is None else rest_joints(body_file, betas)
+            present = np.array([b is not None for b in rig.bones])
+            rotations = None if tpose is None else rest.rest_rotations(rig.rest_joints, tpose, present)
+            posed = read_pose(obj, rig, rotations)
             if not sees(K, w2c, width, height, posed.joints_world):
                 continue
-            betas = np.array(settings.betas, dtype=np.float64)
-            body_file = bpy.path.abspath(settings.body_file) if settings.body_file else ""
-            pelvis = rig.rest_joints[0] if rest_pelvis is None else rest_pelvis(body_file, betas)
+            pelvis = rig.rest_joints[0] if tpose is None else tpose[0]
+            if tpose is not None:
+                offset, k = rest.largest_offset(rest.unposed(rig.rest_joints, rotations), tpose, present)
+                if offset > rest.PROPORTION_TOLERANCE:
+                    warnings.append(f"HumanGAN: character '{obj.name}': the rig's {JOINT_NAMES[k]} is "
+                                    f"{offset * 100:.1f} cm from the body's; the render follows the body file and "
+                                    "betas: use Fit Shape to Rig (Object Data Properties > HumanGAN Character) to "
+                                    "fit the betas to the rig")
             character = Character(pose=posed.pose, betas=betas, transl=posed.pelvis - pelvis, seed=int(settings.seed),
                                   psi=float(settings.psi), body_to_world=posed.body_to_world, name=obj.name)
         except (RigError, ValueError, FileNotFoundError) as error:
             problems.append(f"HumanGAN: character '{obj.name}' skipped: {error}")
             continue
         jobs.append(CharacterJob(name=obj.name, body_file=body_file, character=character))
-    return jobs, problems
+    return jobs, problems, warnings
 
 
-def read_frame(depsgraph, *, rest_pelvis: RestPelvis | None = None) -> SceneFrame:
+def read_frame(depsgraph, *, rest_joints: RestJoints | None = None) -> SceneFrame:
     """The scene camera and characters of the depsgraph's current frame (SceneError without a usable camera)."""
     scene = depsgraph.scene
     if scene.camera is None:
@@ -171,9 +196,10 @@ def read_frame(depsgraph, *, rest_pelvis: RestPelvis | None = None) -> SceneFram
     width, height = render_size(scene)
     K = camera_intrinsics(camera.data, width, height)
     w2c = world_to_camera(camera.matrix_world)
-    jobs, problems = read_characters(depsgraph, K, w2c, width, height, rest_pelvis)
+    jobs, problems, warnings = read_characters(depsgraph, K, w2c, width, height, rest_joints)
     return SceneFrame(K=K, world_to_camera=w2c, width=width, height=height, jobs=tuple(jobs),
-                      problems=tuple(problems), detail=detail_bound(scene.humangan.detail))
+                      problems=tuple(problems), warnings=tuple(warnings),
+                      detail=detail_bound(scene.humangan.detail))
 
 
 def detail_bound(setting: str) -> int | None:

@@ -6,8 +6,12 @@ of the frame request).
 - Scene settings (`scene.humangan`): model file (empty: the default model), device, viewport preview scale.
 - Character settings (`object.humangan`, armatures): enabled, appearance seed, truncation ψ, body file (empty:
   the free body), betas.
-- Operators: Add > HumanGAN Human, Apply Shape to Rig (betas → rest skeleton and mesh), Import Motion (AMASS),
-  File > Import > Motion onto HumanGAN Character (.bvh) and Retarget Motion from Armature (mocap, addon/motion.py).
+- Operators: Add > HumanGAN Human, Apply Shape to Rig (betas → rest skeleton and mesh), Fit Shape to Rig (rest
+  skeleton → betas, for rigs of other add-ons), Import Motion (AMASS), File > Import > Motion onto HumanGAN
+  Character (.bvh) and Retarget Motion from Armature (mocap, addon/motion.py).
+
+File settings take Blender's relative paths ("//" = the .blend's folder, PATH_SUPPORTS_BLEND_RELATIVE), so a
+project folder moved with its model and body files still renders.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from bpy_extras.io_utils import ImportHelper
 
 ENGINE_ID = "HUMANGAN"
 NUM_BETAS = 10
+RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}  # Blender 4.5+: "//" paths are allowed (and shown relative)
 
 
 def apply_torch_path(path: str) -> str | None:
@@ -62,7 +67,7 @@ class HumanGanPreferences(bpy.types.AddonPreferences):
 
 
 class SceneSettings(bpy.types.PropertyGroup):
-    model_file: StringProperty(name="Model", subtype="FILE_PATH",
+    model_file: StringProperty(name="Model", subtype="FILE_PATH", options=RELATIVE,
                                description="Generator checkpoint (.safetensors); empty: the default model")
     device: EnumProperty(name="Device", default="AUTO", items=[
         ("AUTO", "Auto", "CUDA when torch sees a GPU, else the CPU"),
@@ -85,7 +90,7 @@ class CharacterSettings(bpy.types.PropertyGroup):
     seed: IntProperty(name="Appearance Seed", default=0, min=0, description="The person's look (the latent z)")
     psi: FloatProperty(name="Truncation ψ", default=0.7, min=0.0, max=1.0,
                        description="1: the full variety of the model; lower: closer to the average person")
-    body_file: StringProperty(name="Body File", subtype="FILE_PATH",
+    body_file: StringProperty(name="Body File", subtype="FILE_PATH", options=RELATIVE,
                               description="SMPL-format body (.npz) the model was trained with; empty: the free body")
     betas: FloatVectorProperty(name="Betas", size=NUM_BETAS, default=(0.0,) * NUM_BETAS, soft_min=-3, soft_max=3,
                                description="Body shape coefficients")
@@ -104,18 +109,16 @@ class OBJECT_OT_humangan_human_add(bpy.types.Operator):
     bl_label = "HumanGAN Human"
     bl_options = {"REGISTER", "UNDO"}
 
-    body_file: StringProperty(name="Body File", subtype="FILE_PATH",
+    body_file: StringProperty(name="Body File", subtype="FILE_PATH", options=RELATIVE,
                               description="SMPL-format body (.npz); empty: the free body")
     seed: IntProperty(name="Appearance Seed", default=0, min=0)
 
     def execute(self, context):
-        from neural.body import BodyModel
-
-        from . import rig
+        from . import preload, rig
 
         path = _body_path(self.body_file)
         try:
-            body = BodyModel.load(path)
+            body = preload.load_body(path)
         except (ValueError, FileNotFoundError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -158,6 +161,44 @@ class OBJECT_OT_humangan_apply_shape(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         self.report({"INFO"}, f"'{arm.name}': rest skeleton and {count} body mesh(es) reshaped")
+        return {"FINISHED"}
+
+
+class OBJECT_OT_humangan_fit_shape(bpy.types.Operator):
+    """Set the character's betas to those whose body joints best match the rig's rest skeleton (least squares), so
+    the render has the rig's proportions; for rigs made by other add-ons or exports"""
+
+    bl_idname = "object.humangan_fit_shape"
+    bl_label = "Fit Shape to Rig"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "ARMATURE"
+
+    def execute(self, context):
+        import numpy as np
+
+        from . import engine, rest, rig
+        from .scene import body_file_path
+
+        arm = context.active_object
+        try:
+            info = rig.read_rig(arm)
+            joints = engine.joint_model(body_file_path(arm))
+            present = np.array([b is not None for b in info.bones])
+            before = joints.joints(np.array(arm.humangan.betas))
+            rotations = rest.rest_rotations(info.rest_joints, before, present)
+            target = rest.unposed(info.rest_joints, rotations)
+            was, _ = rest.largest_offset(target, before, present)
+            betas, residual = joints.fit(target, present)
+        except (ValueError, FileNotFoundError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        count = min(len(betas), NUM_BETAS)
+        arm.humangan.betas = [float(b) for b in betas[:count]] + [0.0] * (NUM_BETAS - count)
+        self.report({"INFO"}, f"'{arm.name}': {count} betas fitted; joints within {residual * 100:.1f} cm of the rig "
+                              f"(were {was * 100:.1f} cm)")
         return {"FINISHED"}
 
 
@@ -351,6 +392,7 @@ class OBJECT_PT_humangan_character(bpy.types.Panel):
         layout.prop(settings, "body_file")
         layout.prop(settings, "betas")
         layout.operator(OBJECT_OT_humangan_apply_shape.bl_idname, icon="MOD_ARMATURE")
+        layout.operator(OBJECT_OT_humangan_fit_shape.bl_idname, icon="ARMATURE_DATA")
         layout.operator(HUMANGAN_OT_import_motion.bl_idname, icon="IMPORT")
         layout.operator(HUMANGAN_OT_import_mocap.bl_idname, icon="ARMATURE_DATA")
         layout.operator(HUMANGAN_OT_retarget_armature.bl_idname, icon="CON_ARMATURE")
@@ -365,8 +407,8 @@ def _import_menu(self, context):
 
 
 CLASSES = (HumanGanPreferences, SceneSettings, CharacterSettings, OBJECT_OT_humangan_human_add,
-           OBJECT_OT_humangan_apply_shape, HUMANGAN_OT_import_motion, HUMANGAN_OT_import_mocap,
-           HUMANGAN_OT_retarget_armature, RENDER_PT_humangan, OBJECT_PT_humangan_character)
+           OBJECT_OT_humangan_apply_shape, OBJECT_OT_humangan_fit_shape, HUMANGAN_OT_import_motion,
+           HUMANGAN_OT_import_mocap, HUMANGAN_OT_retarget_armature, RENDER_PT_humangan, OBJECT_PT_humangan_character)
 
 
 def _compatible_panels():

@@ -118,9 +118,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> list[Path]:
     """Render every (frame, yaw) to OUT/frame_TTTTT_yaw±D.png (D in degrees, e.g. yaw-30; RGBA, straight
-    alpha); returns the paths."""
+    alpha), each written atomically; returns the paths. Any image that cannot be rendered raises (naming the
+    file or value): nothing is written for it, and `python -m neural render` exits 1 (130 on Ctrl+C)."""
     from PIL import Image
 
+    from .files import refuse_overwriting_input, write_atomic
     from .renderer import Character, Renderer
 
     renderer = Renderer(model_path=args.model, body_path=args.body, device=args.device)
@@ -143,8 +145,10 @@ def run(args: argparse.Namespace) -> list[Path]:
         for yaw in args.yaw:
             result = renderer.render(orbit_request(vertices, character, yaw_deg=yaw, width=width, height=height))
             path = args.out / f"frame_{t:05d}_yaw{yaw:+g}.png"
+            refuse_overwriting_input(path, *(p for p in (args.model, args.body, args.pose) if p))
             check_finite_image(result.rgba, path)
-            Image.fromarray(np.round(result.rgba * 255).astype(np.uint8), "RGBA").save(path)
+            image = Image.fromarray(np.round(result.rgba * 255).astype(np.uint8), "RGBA")
+            write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))  # whole or not at all (Ctrl+C, crash)
             print(path, flush=True)
             written.append(path)
     print(f"wrote {len(written)} images to {args.out}")

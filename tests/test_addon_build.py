@@ -53,7 +53,11 @@ def test_build_install_in_a_fresh_blender_and_render(tmp_path):
     assert {"blender_manifest.toml", "__init__.py", "engine.py", "rig.py", "scene.py", "ui.py", "motion.py",
             "_vendor/neural/renderer.py", "_vendor/neural/body.py", "_vendor/neural/assets/free_body.npz",
             "_vendor/neural/amass.py", "_vendor/neural/rotations.py"} <= names
-    assert not {"build.py", "__main__.py"} & names and not any("__pycache__" in n for n in names)
+    assert {"signals.py", "rest.py", "_vendor/neural/cli.py", "_vendor/neural/files.py"} <= names
+    dev_tools = {"build.py", "__main__.py", "bench.py", "demo.py", "demo_sheet.py", "_vendor/neural/__main__.py",
+                 "_vendor/neural/bench.py", "_vendor/neural/bench_raster.py", "_vendor/neural/demo.py",
+                 "_vendor/neural/render_cli.py", "_vendor/neural/official.py"}
+    assert not dev_tools & names and not any("__pycache__" in n for n in names)
     manifest = tomllib.loads(zipfile.ZipFile(zip_path).read("blender_manifest.toml").decode())
     assert manifest["id"] == "humangan" and manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert "wheels" not in manifest and manifest["tagline"][-1].isalnum()
@@ -76,6 +80,16 @@ def test_build_install_in_a_fresh_blender_and_render(tmp_path):
 
     image = np.asarray(Image.open(tmp_path / "frame.png"))
     assert image.shape == (48, 64, 4) and (image[..., 3] > 0).sum() > 100
+
+
+def test_only_the_wheels_rendering_loads_are_shipped():
+    downloaded = ["torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "setuptools-80.9.0-py3-none-any.whl",
+                  "safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.whl", "sympy-1.14.0-py3-none-any.whl",
+                  "typing_extensions-4.15.0-py3-none-any.whl", "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.whl",
+                  "networkx-3.5-py3-none-any.whl", "jinja2-3.1.6-py3-none-any.whl"]
+    assert [p.name for p in build.runtime_wheels(downloaded)] == [
+        "safetensors-0.8.0-cp310-abi3-manylinux_2_17_x86_64.whl",
+        "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "typing_extensions-4.15.0-py3-none-any.whl"]
 
 
 def test_wheels_are_listed_for_linux_and_validated(tmp_path):

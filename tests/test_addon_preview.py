@@ -75,7 +75,7 @@ def test_viewport_frame_equals_the_camera_frame(blank, files):
 
 def test_levels_refine_coarse_to_fine_without_blocking(blank, files):
     make_scene(blank, files)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_pelvis=engine.rest_pelvis)
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
     seen = []
 
     def render(stride, should_stop):
@@ -98,7 +98,7 @@ def test_levels_refine_coarse_to_fine_without_blocking(blank, files):
 
 def test_stop_ends_the_job_within_a_tile(blank, files):
     make_scene(blank, files)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_pelvis=engine.rest_pelvis)
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
     renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
     coarse = sum(renderer.pixels_to_synthesize(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail),
                                             stride=4) for _, names, request in frame.requests())
@@ -141,7 +141,7 @@ def test_view_draw_puts_the_combined_pass_on_screen_offscreen(blank, files, tmp_
     job = stand_in.preview.job
     job.wait(60)
     assert job.finished == [4, 2, 1]
-    frame = preview.viewport_frame(context, depsgraph, 1.0, engine.safe_rest_pelvis)
+    frame = preview.viewport_frame(context, depsgraph, 1.0, engine.safe_rest_joints)
     result = engine.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail)
     offscreen = gpu.types.GPUOffScreen(W, H, format="RGBA16F")
     with offscreen.bind():

@@ -34,7 +34,7 @@ def selectable(scene) -> bool:
         scene.render.engine = "HUMANGAN"
     except TypeError:
         return False
-    scene.render.engine = "BLENDER_EEVEE"
+    scene.render.engine = "BLENDER_WORKBENCH"  # (EEVEE is BLENDER_EEVEE_NEXT in 4.x)
     return True
 
 
@@ -88,3 +88,18 @@ def test_preference_path_wins_over_the_bundled_torch(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert f"TORCH 2.13.0+cu128 {fake / '__init__.py'}" in done.stdout
+
+
+def test_file_settings_take_blend_relative_paths_and_an_unsaved_file_says_so(blank, recwarn):
+    from addon import engine, scene
+
+    blank.humangan.model_file = "//models/tiny.safetensors"
+    obj = bpy.data.objects.new("Human", bpy.data.armatures.new("Human"))
+    obj.humangan.body_file = "//body.npz"
+    assert not [w for w in recwarn if "relative" in str(w.message)]  # Blender's '"//" not supported' warning
+    assert bpy.data.filepath == ""
+    with pytest.raises(ValueError, match=r"Render Properties > HumanGAN > Model is //models/tiny.safetensors, "
+                                         r"relative to the .blend file, but this file is not saved yet"):
+        engine.model_path(blank)
+    with pytest.raises(ValueError, match="Body File is //body.npz, relative to the .blend file"):
+        scene.body_file_path(obj)

@@ -1,6 +1,8 @@
 """neural/render_cli.py (`python -m neural render`): PNGs written for every frame × yaw, AMASS Z-up motion converted
 exactly to the body's Y-up frame, and errors that name the file and key."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -82,3 +84,39 @@ def test_errors_name_the_file_and_key(files, tmp_path, capsys):
     assert "none.safetensors does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["render", "--size", "256by512", "--out", str(tmp_path)])
+
+
+def test_a_corrupt_model_writes_nothing_and_exits_1(files, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(Path(files["model"]).read_bytes()[:300])
+    out = tmp_path / "o"
+    assert main(["render", "--model", str(corrupt), "--body", files["body"], "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "python -m neural render: error:" in err and "corrupt.safetensors" in err and "truncated" in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_within_an_image_and_keeps_the_written_ones(files, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "o"
+    yaws = ",".join(str(y) for y in range(-60, 60))  # 120 images: far more than the time to the signal
+    process = subprocess.Popen([sys.executable, "-m", "neural", "render", "--model", files["model"], "--body",
+                                str(files["body"]), "--device", "cpu", "--size", "128x256", f"--yaw={yaws}",
+                                "--out", str(out)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip().endswith(".png")  # the first image is written
+    process.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and time.monotonic() - sent < 20, stderr
+    assert "interrupted (Ctrl+C); files already written are complete" in stderr
+    images = sorted(out.iterdir())
+    assert 1 <= len(images) < 120 and all(p.suffix == ".png" for p in images)  # no temporary file left
+    assert all(Image.open(p).size == (128, 256) for p in images)
