@@ -17,6 +17,8 @@ import torch
 from addon_fixtures import blended_body_arrays, registered, write_body, write_tiny_model
 from PIL import Image
 
+__all__ = ["registered"]  # a pytest fixture, used by name
+
 from addon.__main__ import _frames, _size, walk_pose
 from neural.body import BodyModel
 
