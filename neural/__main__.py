@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "import-official", help="convert the released official 3DHumanGAN weights (.pth) to a .safetensors model"))
 
     args = parser.parse_args(argv)
-    return run_command("python -m neural", lambda: _run(args))
+    return run_command(f"python -m neural {args.command}", lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> None:
