@@ -34,7 +34,7 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 from torch.nn import functional as F
 
-from neural.body import BodyModel
+from neural.body import NUM_JOINTS, PARENTS, BodyModel
 from neural.camera import Camera
 from neural.raster import rasterize
 
@@ -52,7 +52,7 @@ class FitConfig:
     """Fitting schedule and weights. steps: Adam steps of the three stages; orientations_deg: initial yaws (0 =
     facing the camera); sigma: Geman-McClure scale, a fraction of the crop height."""
 
-    steps: tuple[int, int, int] = (40, 140, 50)
+    steps: tuple[int, int, int] = (30, 120, 40)
     learning_rate: float = 0.03
     orientations_deg: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
     sigma: float = 0.05
@@ -159,6 +159,27 @@ class _Batch:
         self.width, self.height = Wc, Hc
 
 
+def reduced_body(body: BodyModel, ids: np.ndarray) -> BodyModel:
+    """The body's vertices `ids` plus its 24 joints as extra vertices, as an SMPL-format body of its own.
+
+    Linear blend skinning of a vertex needs only that vertex's rows, and the rest joints are linear in the betas
+    (J_regressor @ (template + shapedirs β)), so each joint becomes a vertex skinned rigidly to itself with no pose
+    blend shapes: the reduced body's joints and its vertices equal the full body's, at a fraction of the cost.
+    """
+    with torch.no_grad():
+        t, sd = body.template.double().numpy(), body.shapedirs.double().numpy()
+        pd, reg, w = body.posedirs.double().numpy(), body.J_regressor.double().numpy(), body.weights.double().numpy()
+    n = len(ids)
+    posedirs = pd.reshape(pd.shape[0], -1, 3)[:, ids]
+    arrays = {"v_template": np.concatenate([t[ids], reg @ t]),
+              "shapedirs": np.concatenate([sd[ids], np.einsum("jv,vcl->jcl", reg, sd)]),
+              "posedirs": np.concatenate([posedirs, np.zeros((pd.shape[0], NUM_JOINTS, 3))], 1).reshape(pd.shape[0], -1),
+              "weights": np.concatenate([w[ids], np.eye(NUM_JOINTS)]),
+              "J_regressor": np.concatenate([np.zeros((NUM_JOINTS, n)), np.eye(NUM_JOINTS)], 1),
+              "f": np.array([[0, 1, 2]]), "kintree_table": np.array([PARENTS, range(NUM_JOINTS)])}
+    return BodyModel(arrays=arrays, source=f"{body.source} (reduced to {n} vertices)")
+
+
 def _yaw(degrees: float) -> np.ndarray:
     return np.array([0.0, math.radians(degrees), 0.0])
 
@@ -170,7 +191,13 @@ class Fitter:
         self.body, self.config = body, config
         self.landmarks = landmark_map(body)
         self.prior = motion_prior()
-        self.vertex_subset = torch.arange(0, body.num_vertices, max(1, body.num_vertices // config.silhouette_vertices))
+        # the optimisation poses only the vertices it looks at: landmark points and the silhouette's vertices
+        outline = np.arange(0, body.num_vertices, max(1, body.num_vertices // config.silhouette_vertices))
+        marks = np.unique(self.landmarks.vertices)
+        ids = np.unique(np.concatenate([marks, outline]))
+        self.bodies = (reduced_body(body, marks), reduced_body(body, ids))  # stages 0-1, stage 2
+        self.maps = (self.landmarks.on_subset(marks), self.landmarks.on_subset(ids))
+        self.outline = torch.as_tensor(np.searchsorted(ids, outline))
         with torch.no_grad():
             rest = body(pose=torch.as_tensor(self.prior_pose()[None], dtype=torch.float32))
         self.height_m = float(rest.vertices[0, :, 1].max() - rest.vertices[0, :, 1].min())
@@ -209,9 +236,9 @@ class Fitter:
         """Per-row energy (R,) and keypoint residuals (R, L) in crop pixels. rows: (R,) person index per row."""
         c = self.config
         pose = torch.cat([p["root"][:, None], p["body"]], 1)
-        posed = self.body(betas=p["betas"], pose=pose, transl=p["transl"])
+        posed = self.bodies[stage == 2](betas=p["betas"], pose=pose, transl=p["transl"])
         camera = self._camera(batch.K[rows], batch)
-        xy, _ = camera.project(self.landmarks.points(posed))
+        xy, _ = camera.project(self.maps[stage == 2].points(posed))
         residual = (xy - batch.keypoints[rows]).norm(dim=-1)                          # (R, L) crop px
         weights = batch.weights[rows]
         if stage == 0:
@@ -224,18 +251,19 @@ class Fitter:
             energy = energy + c.pose_prior * self.prior.cost(p["body"]) + c.joint_limits * joint_limit_cost(pose) \
                 + c.shape_prior * shape_cost(p["betas"])
         if stage == 2 and c.silhouette > 0:
-            energy = energy + c.silhouette * self._silhouette(posed, camera, rows, batch) / c.sigma ** 2
+            energy = energy + c.silhouette * self._silhouette(posed, p, camera, rows, batch) / c.sigma ** 2
         return energy, residual
 
-    def _silhouette(self, posed, camera: Camera, rows: Tensor, batch: _Batch) -> Tensor:
+    def _silhouette(self, posed, p: dict[str, Tensor], camera: Camera, rows: Tensor, batch: _Batch) -> Tensor:
         """(R,) mean squared distance (crop heights²): vertices outside the mask + uncovered mask pixels."""
-        xy, _ = camera.project(posed.vertices[:, self.vertex_subset])
+        xy, _ = camera.project(posed.vertices[:, self.outline])
         size = torch.tensor([batch.width, batch.height], dtype=xy.dtype)
         grid = ((xy + 0.5) / size * 2 - 1)[:, None]                                  # (R, 1, Vs, 2)
         outside = F.grid_sample(batch.outside[rows], grid, align_corners=False, padding_mode="border")[:, 0, 0]
         inside_term = outside.square().mean(1)
         with torch.no_grad():
-            covered = rasterize(posed.vertices, posed.faces, camera).mask
+            full = self.body(betas=p["betas"], pose=torch.cat([p["root"][:, None], p["body"]], 1), transl=p["transl"])
+            covered = rasterize(full.vertices, full.faces, camera).mask
         cover_term = torch.zeros_like(inside_term)
         generator = torch.Generator().manual_seed(0)
         for r, person in enumerate(rows.tolist()):

@@ -47,6 +47,12 @@ class LandmarkMap:
     vertices: np.ndarray
     weights: np.ndarray
 
+    def on_subset(self, ids: np.ndarray) -> LandmarkMap:
+        """The same map on a body reduced to vertices `ids` (fit.py's reduced_body): vertex ids renumbered."""
+        position = {int(v): i for i, v in enumerate(ids)}
+        return LandmarkMap(indices=self.indices, joints=self.joints, weights=self.weights,
+                           vertices=np.vectorize(lambda v: position.get(int(v), 0))(self.vertices))
+
     def points(self, posed: PosedBody) -> Tensor:
         """(B, L, 3) the landmarks on posed bodies, body frame."""
         surface = posed.vertices[:, torch.as_tensor(self.vertices.reshape(-1))]
@@ -95,6 +101,6 @@ def landmark_map(body: BodyModel) -> LandmarkMap:
     """The LandmarkMap of the used landmarks (JOINT_LANDMARKS, then SURFACE_LANDMARKS) on `body`."""
     surface = surface_vertices(body)
     joints = [JOINT_NAMES.index(n) for n in JOINT_LANDMARKS] + [-1] * len(SURFACE_LANDMARKS)
-    verts = [np.zeros(_NEAREST, np.int64)] * len(JOINT_LANDMARKS) + [surface[n] for n in SURFACE_LANDMARKS]
+    verts = [np.full(_NEAREST, surface["nose"][0])] * len(JOINT_LANDMARKS) + [surface[n] for n in SURFACE_LANDMARKS]
     return LandmarkMap(indices=np.array([LANDMARK_NAMES.index(n) for n in USED]), joints=np.array(joints),
                        vertices=np.stack(verts).astype(np.int64), weights=np.array([WEIGHTS[n] for n in USED]))
