@@ -9,7 +9,7 @@ people under about 100 px), or cut by the frame edge (a landmark of the head, to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
@@ -46,11 +46,13 @@ class DetectConfig:
 @dataclass(frozen=True)
 class Person:
     """One detected person. keypoints (33, 2) image pixels (pixel centres at integers), BlazePose order;
-    visibility (33,) in [0, 1]; mask (H, W) bool; problem: why it cannot be fitted, or None."""
+    visibility (33,) in [0, 1]; mask (H, W) bool; world (33, 3) BlazePose's metric 3D landmarks (hip-centred, camera
+    axes: x right, y down, z away); problem: why it cannot be fitted, or None."""
 
     keypoints: np.ndarray
     visibility: np.ndarray
     mask: np.ndarray
+    world: np.ndarray
     problem: str | None
 
     @property
@@ -107,7 +109,7 @@ class Detector:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _once(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def _once(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         result = self.pose.process(rgb)
         if result.pose_landmarks is None:
             return None
@@ -115,11 +117,12 @@ class Detector:
         marks = result.pose_landmarks.landmark
         keypoints = np.array([(m.x * W - 0.5, m.y * H - 0.5) for m in marks])
         visibility = np.array([m.visibility for m in marks])
+        world = np.array([(m.x, m.y, m.z) for m in result.pose_world_landmarks.landmark])
         if result.segmentation_mask is None:
             mask = np.zeros((H, W), bool)
         else:
             mask = np.asarray(result.segmentation_mask) > self.config.mask_threshold
-        return keypoints, visibility, mask
+        return keypoints, visibility, mask, world
 
     def windows(self, width: int, height: int) -> list[tuple[int, int, int]]:
         """(left, top, side) of the square search windows after the whole image: `window_levels` sizes, from the
@@ -151,7 +154,7 @@ class Detector:
                 found = self._once(np.ascontiguousarray(work[top:top + h, left:left + w]))
                 if found is None:
                     break
-                keypoints, visibility, window_mask = found
+                keypoints, visibility, window_mask, world = found
                 keypoints = keypoints + (left, top)
                 mask = np.zeros((H, W), bool)
                 mask[top:top + h, left:left + w] = window_mask
@@ -162,9 +165,8 @@ class Detector:
                     break  # a person already found, seen through the paint
                 if not whole and _outside(keypoints - (left, top), w, h):
                     break  # cut by this window's edge: the whole image or an overlapping window holds it whole
-                person = Person(keypoints=keypoints, visibility=visibility, mask=mask, problem=None)
-                people.append(Person(keypoints=keypoints, visibility=visibility, mask=mask,
-                                     problem=_problem(keypoints, W, H, person.height_px, self.config)))
+                person = Person(keypoints=keypoints, visibility=visibility, mask=mask, world=world, problem=None)
+                people.append(replace(person, problem=_problem(keypoints, W, H, person.height_px, self.config)))
                 # paint the person out: its mask and landmark box, grown by a tenth of its height
                 box = np.zeros((H, W), bool)
                 seen = keypoints[visibility > 0.3]
