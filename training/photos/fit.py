@@ -52,14 +52,14 @@ class FitConfig:
     """Fitting schedule and weights. steps: Adam steps of the three stages; orientations_deg: initial yaws (0 =
     facing the camera); sigma: Geman-McClure scale, a fraction of the crop height."""
 
-    steps: tuple[int, int, int] = (30, 120, 40)
+    steps: tuple[int, int, int] = (30, 120, 80)
     learning_rate: float = 0.03
     orientations_deg: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
     sigma: float = 0.05
     pose_prior: float = 0.02
     joint_limits: float = 1.0
     shape_prior: float = 0.005
-    silhouette: float = 2.0
+    silhouette: float = 5.0
     world: float = 0.5
     world_sigma_m: float = 0.15
     crop_height: int = 128
