@@ -96,7 +96,7 @@ def measure(data: Path, *, limit: int | None = None, fit_config: FitConfig = Fit
             used = fitter.landmarks.indices
             if people:
                 targets["blazepose"][i] = Target(keypoints=people[0].keypoints, visibility=people[0].visibility,
-                                                 mask=people[0].mask, K=K, width=W, height=H, world=people[0].world)
+                                                 mask=people[0].mask, K=K, width=W, height=H)
                 detector_px[i] = float(np.linalg.norm(people[0].keypoints[used] - truth[used], axis=1).mean())
             items.append(item)
     for kind, chosen in targets.items():

@@ -95,7 +95,7 @@ def detect_and_fit(photos: dict[str, Path], *, body: BodyModel, work: Path,
         for lo in range(0, len(pending), batch):
             chunk = pending[lo:lo + batch]
             fits = fitter.fit([Target(keypoints=p.keypoints, visibility=p.visibility, mask=p.mask, K=K, width=W,
-                                      height=H, world=p.world) for _, p, K, W, H in chunk])
+                                      height=H) for _, p, K, W, H in chunk])
             for (item, person, *_), fit in zip(chunk, fits):
                 (work / "fits" / f"{item}.json").write_text(json.dumps(fit.as_raw_fit()))
                 Image.fromarray(person.mask.astype(np.uint8) * 255).save(work / "masks" / f"{item}.png")
