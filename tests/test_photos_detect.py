@@ -86,3 +86,16 @@ def test_search_windows_cover_the_image():
         assert left + side <= 1768 and top + side <= 994
         covered[top:top + side, left:left + side] = True
     assert covered.all() and {side for *_, side in windows} == {994, 497}
+
+
+def test_a_person_with_hidden_legs_is_not_fitted():
+    from training.photos.detect import Person, _problem
+
+    keypoints = np.stack([np.full(33, 50.0), np.linspace(10, 190, 33)], 1)
+    visibility = np.ones(33)
+    visibility[LANDMARK_NAMES.index("left_knee")] = 0.2
+    person = Person(keypoints=keypoints, visibility=visibility, mask=np.ones((200, 100), bool),
+                    world=np.zeros((33, 3)), problem=None)
+    assert _problem(person, 100, 200, DetectConfig()) == (
+        "not clearly seen (left_knee: visibility under 0.5; occluded, or not a person)")
+    assert _problem(person, 100, 200, DetectConfig(min_visibility=0.1)) is None

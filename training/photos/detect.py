@@ -3,8 +3,10 @@
 The legacy `mp.solutions.pose` API ships its models inside the wheel and runs offline on CPU, but it finds one person
 per call, and sees the image at 224 px. For several people we detect, paint the found person out (mask and landmark
 box, grown, filled with grey), and detect again, up to `max_people`; then the same in square windows of the image,
-so people small in a big photo are found too (a person cut by a window's edge is left to the window that holds it). Every person found is then checked: too small (BlazePose misses or misplaces
-people under about 100 px), or cut by the frame edge (a landmark of the head, torso or legs outside the image).
+so people small in a big photo are found too (a person cut by a window's edge is left to the window that holds it).
+Every person found is then checked: too small (BlazePose misses or misplaces people under about 100 px), cut by the
+frame edge (a landmark of the head, torso or legs outside the image), or not clearly seen (one of those landmarks
+with low visibility: occluded, or a false detection).
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ _HIPS = [LANDMARK_NAMES.index("left_hip"), LANDMARK_NAMES.index("right_hip")]
 @dataclass(frozen=True, kw_only=True)
 class DetectConfig:
     """min_height: people shorter than this many pixels are refused; max_people per image; min_confidence of
-    BlazePose's person detector; mask_threshold on its segmentation."""
+    BlazePose's person detector; mask_threshold on its segmentation; window_levels: sizes of square windows searched
+    after the whole image (BlazePose sees an image at 224 px, so a person small in a big photo needs a window);
+    min_visibility: BlazePose's visibility every landmark of the head, torso and legs must reach (below it a limb
+    is occluded, or the "person" is a false detection: on the project's real test frames, poles and chairs)."""
 
     min_height: int = 100
     max_people: int = 4
     min_confidence: float = 0.5
     mask_threshold: float = 0.5
+    min_visibility: float = 0.5
     window_levels: int = 2
 
     def __post_init__(self) -> None:
@@ -38,7 +44,7 @@ class DetectConfig:
             raise ValueError(f"DetectConfig.window_levels = {self.window_levels} must be ≥ 0")
         if self.min_height < 1 or self.max_people < 1:
             raise ValueError(f"DetectConfig: min_height {self.min_height} and max_people {self.max_people} must be ≥ 1")
-        for name in ("min_confidence", "mask_threshold"):
+        for name in ("min_confidence", "mask_threshold", "min_visibility"):
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"DetectConfig.{name} = {getattr(self, name)} must lie in (0, 1)")
 
@@ -84,12 +90,17 @@ def _outside(keypoints: np.ndarray, width: int, height: int) -> list[str]:
                                          and -0.5 <= keypoints[LANDMARK_NAMES.index(n), 1] <= height - 0.5)]
 
 
-def _problem(keypoints: np.ndarray, width: int, height: int, height_px: float, config: DetectConfig) -> str | None:
-    if height_px < config.min_height:
-        return f"too small ({height_px:.0f} px tall; people under {config.min_height} px are not detected reliably)"
-    outside = _outside(keypoints, width, height)
+def _problem(person: Person, width: int, height: int, config: DetectConfig) -> str | None:
+    if person.height_px < config.min_height:
+        return (f"too small ({person.height_px:.0f} px tall; people under {config.min_height} px are not detected "
+                "reliably)")
+    outside = _outside(person.keypoints, width, height)
     if outside:
         return f"cut by the frame edge ({', '.join(outside)} outside the image)"
+    unsure = [n for n in _REQUIRED if person.visibility[LANDMARK_NAMES.index(n)] < config.min_visibility]
+    if unsure:
+        return (f"not clearly seen ({', '.join(unsure)}: visibility under {config.min_visibility}; occluded, or not "
+                "a person)")
     return None
 
 
@@ -166,7 +177,7 @@ class Detector:
                 if not whole and _outside(keypoints - (left, top), w, h):
                     break  # cut by this window's edge: the whole image or an overlapping window holds it whole
                 person = Person(keypoints=keypoints, visibility=visibility, mask=mask, world=world, problem=None)
-                people.append(replace(person, problem=_problem(keypoints, W, H, person.height_px, self.config)))
+                people.append(replace(person, problem=_problem(person, W, H, self.config)))
                 # paint the person out: its mask and landmark box, grown by a tenth of its height
                 box = np.zeros((H, W), bool)
                 seen = keypoints[visibility > 0.3]
