@@ -93,9 +93,11 @@ def test_a_person_with_hidden_legs_is_not_fitted():
 
     keypoints = np.stack([np.full(33, 50.0), np.linspace(10, 190, 33)], 1)
     visibility = np.ones(33)
-    visibility[LANDMARK_NAMES.index("left_knee")] = 0.2
+    visibility[LANDMARK_NAMES.index("left_knee")] = 0.2  # the far knee of a side view: kept
     person = Person(keypoints=keypoints, visibility=visibility, mask=np.ones((200, 100), bool),
                     world=np.zeros((33, 3)), problem=None)
+    assert _problem(person, 100, 200, DetectConfig()) is None
+    visibility[LANDMARK_NAMES.index("right_knee")] = 0.3  # both knees: refused
     assert _problem(person, 100, 200, DetectConfig()) == (
-        "not clearly seen (left_knee: visibility under 0.5; occluded, or not a person)")
-    assert _problem(person, 100, 200, DetectConfig(min_visibility=0.1)) is None
+        "not clearly seen (left_knee, right_knee: visibility under 0.5; occluded, or not a person)")
+    assert _problem(person, 100, 200, DetectConfig(min_visibility=0.25)) is None

@@ -21,6 +21,7 @@ from .landmarks import LANDMARK_NAMES
 # a full-body person has these inside the frame
 _REQUIRED = ("nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee",
              "left_ankle", "right_ankle")
+_PAIRS = ("shoulder", "hip", "knee", "ankle")
 _HIPS = [LANDMARK_NAMES.index("left_hip"), LANDMARK_NAMES.index("right_hip")]
 
 
@@ -29,8 +30,9 @@ class DetectConfig:
     """min_height: people shorter than this many pixels are refused; max_people per image; min_confidence of
     BlazePose's person detector; mask_threshold on its segmentation; window_levels: sizes of square windows searched
     after the whole image (BlazePose sees an image at 224 px, so a person small in a big photo needs a window);
-    min_visibility: BlazePose's visibility every landmark of the head, torso and legs must reach (below it a limb
-    is occluded, or the "person" is a false detection: on the project's real test frames, poles and chairs)."""
+    min_visibility: a person is refused when the nose, or both sides of a shoulder, hip, knee or ankle pair, are
+    below this BlazePose visibility (legs hidden, or a false detection: on the real test frames, poles and chairs);
+    one side alone is the far limb of a side view and is kept."""
 
     min_height: int = 100
     max_people: int = 4
@@ -98,7 +100,8 @@ def _problem(person: Person, width: int, height: int, config: DetectConfig) -> s
     if outside:
         return f"cut by the frame edge ({', '.join(outside)} outside the image)"
     unsure = [n for n in _REQUIRED if person.visibility[LANDMARK_NAMES.index(n)] < config.min_visibility]
-    if unsure:
+    # one hidden side of a pair is the far leg of a side view; both sides, or the nose, is no full-body view
+    if "nose" in unsure or any(f"left_{n}" in unsure and f"right_{n}" in unsure for n in _PAIRS):
         return (f"not clearly seen ({', '.join(unsure)}: visibility under {config.min_visibility}; occluded, or not "
                 "a person)")
     return None
