@@ -108,10 +108,12 @@ def test_real_frames_prepare_and_train_cpu_small(tmp_path):
              "--run", str(run), "--batch", "2", "--threads", "1"]
     first = subprocess.run(train + ["--steps", "2"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert first.returncode == 0, first.stderr
+    reals = (run / "samples" / "reals.png").stat().st_mtime_ns  # written only by a run that starts at step 0
     second = subprocess.run(train + ["--steps", "4"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert second.returncode == 0, second.stderr
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
-    assert steps[-1] == 4 and "resum" in (second.stdout + second.stderr).lower()
+    assert steps[-1] == 4 and len(steps) == len(set(steps)), steps
+    assert (run / "samples" / "reals.png").stat().st_mtime_ns == reals, "the second run started over, not resumed"
     samples = {p.name for p in (run / "samples").iterdir()}
     assert {"reals.png", "fakes-0000002.png", "fakes-0000004.png"} <= samples, samples
     Image.open(run / "samples" / "fakes-0000004.png").load()
