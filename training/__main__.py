@@ -2,8 +2,8 @@
 (docs/overview.md §Packages).
 
     python -m training synth --out DIR --count N [--size 128x256] [--seed S] [--body FILE]
-    python -m training prepare --images DIR --fits FILE_OR_DIR --out DIR [--size 128x256] [--masks DIR]
-                               [--parts DIR] [--body FILE] [--strict]
+    python -m training prepare --images DIR [--fits FILE_OR_DIR] --out DIR [--size 128x256] [--masks DIR]
+                               [--parts DIR] [--body FILE] [--strict]     (no --fits: detect and fit the people)
     python -m training train --preset P --data DIR --run DIR [--steps N] [--batch B] [--device auto|cpu|cuda]
                              [--skip-bad]
 (sizes are WIDTHxHEIGHT, as in `neural render` and Blender)
@@ -41,7 +41,8 @@ def parser() -> argparse.ArgumentParser:
 
     r = commands.add_parser("prepare", help="photo collection + SMPL fits → dataset folder")
     r.add_argument("--images", type=Path, required=True)
-    r.add_argument("--fits", type=Path, required=True, help="a fits file or a folder of per-image fits")
+    r.add_argument("--fits", type=Path, default=None,
+                   help="a fits file or a folder of per-image fits (default: detect and fit every person, offline)")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--size", type=portrait_size, default=(128, 256),
                    help="WIDTHxHEIGHT of the dataset (default 128x256)")
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the SMPL-format body the fits were made for (SMPL fits: SMPL_NEUTRAL.npz)")
     r.add_argument("--margin", type=float, default=0.05, help="free frame fraction around the person")
     r.add_argument("--strict", action="store_true", help="refuse the whole collection if any input is bad")
+    r.add_argument("--threads", type=positive_int, default=1, help="CPU threads of the fitting (default 1)")
 
     t = commands.add_parser("train", help="train a generator (resumes an existing --run)")
     t.add_argument("--preset", required=True, help="cpu-small, tiny, paper-256, paper-512, or PRESET+ABLATION")

@@ -177,9 +177,11 @@ def _by_stem(folder: Path | None, suffixes=(".png",)) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes}
 
 
-def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int, width: int, masks: Path | None = None,
-            parts: Path | None = None, margin: float = 0.05, strict: bool = False, log=print) -> dict:
-    """Build a dataset folder; returns the report {"written", "skipped": {name: reason}, ...} (also report.json)."""
+def prepare(*, images: Path, fits: Path | None, out: Path, body_path: Path, height: int, width: int,
+            masks: Path | None = None, parts: Path | None = None, margin: float = 0.05, strict: bool = False,
+            log=print) -> dict:
+    """Build a dataset folder; returns the report {"written", "skipped": {name: reason}, ...} (also report.json).
+    Without `fits`, every person in the photos is detected and fitted first (training/photos, into out/photo_fits)."""
     body = BodyModel.load(body_path)
     # first, so that an --out that is a file or holds a dataset is refused before any photo is processed
     writer = DatasetWriter(out, height=height, width=width, body_fingerprint=body.fingerprint,
@@ -187,9 +189,20 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
     photos = _by_stem(images, IMAGE_SUFFIXES)
     if not photos:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {images}")
-    raw_fits, problems = read_fits(fits)
-    mask_files, part_files = _by_stem(masks), _by_stem(parts)
-    skipped = {name: f"fit unusable: {problems.pop(name)}" for name in list(problems) if name in photos}
+    if fits is None:
+        if masks is not None or parts is not None:
+            raise ValueError("--masks and --parts go with --fits; without --fits masks come from the detector and "
+                             "part maps from the fitted bodies")
+        from .photos.pipeline import detect_and_fit
+
+        found = detect_and_fit(photos, body=body, work=Path(out) / "photo_fits", log=log)
+        photos, raw_fits, problems, mask_files = found.images, found.fits, dict(found.problems), found.masks
+    else:
+        raw_fits, problems = read_fits(fits)
+        mask_files = _by_stem(masks)
+    part_files = _by_stem(parts)
+    prefix = "fit unusable: " if fits is not None else ""
+    skipped = {name: f"{prefix}{problems.pop(name)}" for name in list(problems) if name in photos}
     skipped.update({name: "no fit for this image" for name in photos if name not in raw_fits and name not in skipped})
     for name, folder, files in (("mask", masks, mask_files), ("part map", parts, part_files)):
         if folder is not None:
@@ -209,7 +222,7 @@ def prepare(*, images: Path, fits: Path, out: Path, body_path: Path, height: int
         raise ValueError(f"--strict: {len(skipped)} of {len(photos)} images have problems; nothing written:\n{listing}")
     for name, item in items.items():
         writer.add(name, **item)
-    writer.finish(extra={"images": str(images), "fits": str(fits), "margin": margin})
+    writer.finish(extra={"images": str(images), "fits": str(fits) if fits else "detected", "margin": margin})
     write_json_atomic(Path(out) / "report.json", report)
     log(f"prepare: wrote {len(items)} of {len(photos)} images to {out}; skipped {len(skipped)}"
         + "".join(f"\n  {k}: {v}" for k, v in sorted(skipped.items())))

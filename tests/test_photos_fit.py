@@ -1,0 +1,100 @@
+"""training/photos/fit.py, landmarks.py, prior.py: the fitter recovers known synthetic people from their true 2D
+landmarks and masks (bounds from docs/photos.md's table), on exact parts (reduced body, landmark map, priors)."""
+
+import numpy as np
+import pytest
+import torch
+
+from neural.body import JOINT_NAMES, BodyModel, free_body_path
+from photos_fixture import synthetic_people
+from training.motions import pose_array, walk
+from training.photos.fit import FitConfig, Fitter, Target, reduced_body
+from training.photos.landmarks import LANDMARK_NAMES, landmark_map
+from training.photos.measure import procrustes
+from training.photos.prior import joint_limit_cost, motion_prior
+from training.prepare import _rasterize_parts
+from training.fits import Fit
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def body():
+    return BodyModel.load(free_body_path())
+
+
+def test_reduced_body_poses_like_the_full_body(body):
+    ids = np.array([0, 17, 4000, 13717])
+    small = reduced_body(body, ids)
+    g = torch.Generator().manual_seed(0)
+    pose, betas = 0.4 * torch.randn(3, 24, 3, generator=g), torch.randn(3, 16, generator=g)
+    transl = torch.randn(3, 3, generator=g)
+    full, part = body(betas=betas, pose=pose, transl=transl), small(betas=betas, pose=pose, transl=transl)
+    torch.testing.assert_close(part.joints, full.joints, atol=2e-6, rtol=0)
+    torch.testing.assert_close(part.vertices[:, :4], full.vertices[:, ids], atol=2e-6, rtol=0)
+    torch.testing.assert_close(part.vertices[:, 4:], full.joints, atol=2e-6, rtol=0)  # joints ride as vertices
+
+
+def test_landmarks_sit_where_their_names_say(body):
+    marks = landmark_map(body)
+    points = marks.points(body())[0].numpy()
+    at = {LANDMARK_NAMES[i]: p for i, p in zip(marks.indices, points)}
+    head = body().joints[0, JOINT_NAMES.index("head")].numpy()
+    assert at["nose"][2] > at["left_eye"][2] > head[2]  # the nose leads, the eyes are on the face
+    assert at["left_eye"][0] > 0 > at["right_eye"][0] and at["left_ear"][0] > at["left_eye"][0]
+    assert at["left_eye"][1] > at["nose"][1] > at["mouth_left"][1]
+    for side in ("left", "right"):
+        assert at[f"{side}_heel"][2] < at[f"{side}_ankle"][2] < at[f"{side}_foot_index"][2]
+        assert at[f"{side}_heel"][1] < at[f"{side}_ankle"][1]
+
+
+def test_motion_prior_prefers_motions_and_limits_bend_joints_one_way():
+    prior = motion_prior()
+    walking = torch.as_tensor(pose_array(walk(0.25))[None, 1:], dtype=torch.float32)
+    twisted = torch.zeros(1, 23, 3)
+    twisted[0, JOINT_NAMES.index("left_knee") - 1] = torch.tensor([0.0, 2.0, 0.0])
+    assert prior.cost(walking) < 1.0 < prior.cost(twisted)
+    pose = torch.zeros(2, 24, 3)
+    pose[0, JOINT_NAMES.index("left_knee"), 0] = 1.0  # bent forwards: allowed
+    pose[1, JOINT_NAMES.index("left_knee"), 0] = -1.0  # backwards: refused
+    cost = joint_limit_cost(pose)
+    assert cost[0] == 0 and cost[1] > 0.5
+
+
+def test_bad_configs_and_targets_are_refused(body):
+    with pytest.raises(ValueError, match="orientations_deg"):
+        FitConfig(orientations_deg=())
+    with pytest.raises(ValueError, match="crop_height"):
+        FitConfig(crop_height=15)
+    bad = Target(keypoints=np.zeros((17, 2)), visibility=np.ones(17), mask=None, K=np.eye(3), width=10, height=10)
+    with pytest.raises(ValueError, match="target 0: keypoints.*BlazePose order"):
+        Fitter(body).fit([bad])
+
+
+@pytest.mark.slow
+def test_fitter_recovers_synthetic_people_from_true_landmarks(body):
+    indices = [1, 2, 4, 6, 7, 9]
+    body, images, masks, posed, camera, pose, betas = synthetic_people(indices)
+    fitter = Fitter(body)
+    with torch.no_grad():
+        truth, _ = camera.project(fitter.landmarks.points(posed))
+    targets = [Target(keypoints=np.zeros((33, 2)), visibility=np.zeros(33), mask=masks[b], K=camera.K[b].double().numpy(),
+                      width=128, height=256) for b in range(len(indices))]
+    for b, t in enumerate(targets):
+        t.keypoints[fitter.landmarks.indices] = truth[b].numpy()
+        t.visibility[fitter.landmarks.indices] = 1.0
+    fits = fitter.fit(targets)
+    pa, ious = [], []
+    for b, fit in enumerate(fits):
+        assert fit.keypoint_error_px < 3.0, f"person {indices[b]}: landmarks reprojected {fit.keypoint_error_px:.1f} px off"
+        with torch.no_grad():
+            mine = body(betas=torch.as_tensor(fit.betas[None], dtype=torch.float32),
+                        pose=torch.as_tensor(fit.pose[None], dtype=torch.float32),
+                        transl=torch.as_tensor(fit.transl[None], dtype=torch.float32)).joints[0].numpy()
+        true_joints = posed.joints[b].numpy()
+        pa.append(np.linalg.norm(procrustes(mine, true_joints) - true_joints, axis=1).mean() * 1000)
+        parts = _rasterize_parts(body, Fit(pose=fit.pose, betas=fit.betas, transl=fit.transl, K=fit.K,
+                                           world_to_camera=fit.world_to_camera), fit.K, fit.world_to_camera, 128, 256)
+        ious.append(((parts > 1) & masks[b]).sum() / ((parts > 1) | masks[b]).sum())
+    assert np.median(pa) < 60, f"PA-MPJPE per person (mm): {np.round(pa)}"
+    assert np.mean(ious) > 0.85, f"silhouette IoU per person: {np.round(ious, 3)}"
