@@ -28,17 +28,11 @@ import numpy as np
 from mathutils import Matrix
 
 from neural.rotations import axis_angle_to_matrix, matrix_to_axis_angle  # numpy only: registration stays torch-free
+from neural.skeleton import JOINT_NAMES, PARENTS, snap_to_axis  # the same
 
 if TYPE_CHECKING:
     from neural.body import BodyModel
 
-# neural.body's JOINT_NAMES and PARENTS, repeated so that registering the add-on does not import torch (a CUDA
-# build set in the preferences must be found first); tests/test_addon_rig.py checks they agree.
-JOINT_NAMES = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-               "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-               "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-               "left_hand", "right_hand")
-PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 
 REQUIRED = 22  # joints 0..21; SMPL-X / SMPL-H rigs have no "left_hand" / "right_hand" (22, 23): identity there
 _FBX_NAMES = ("Pelvis", "L_Hip", "R_Hip", "Spine1", "L_Knee", "R_Knee", "Spine2", "L_Ankle", "R_Ankle", "Spine3",
@@ -106,17 +100,6 @@ def read_rig(obj: bpy.types.Object) -> RigInfo:
     return RigInfo(bones=tuple(found), body_to_armature=M, rest_joints=rest, naming=best)
 
 
-def _axis(v: np.ndarray) -> np.ndarray:
-    """v normalised, snapped to the nearest ±axis when within ~8° of it (every known rig is axis-aligned)."""
-    v = v / np.linalg.norm(v)
-    k = int(np.abs(v).argmax())
-    if abs(v[k]) > 0.99:
-        snapped = np.zeros(3)
-        snapped[k] = np.sign(v[k])
-        return snapped
-    return v
-
-
 def _body_frame(heads: np.ndarray, name: str) -> np.ndarray:
     """(4, 4) body → armature from rest joint positions (24, 3) in armature space."""
     left = heads[1] - heads[2]  # right hip → left hip: body +X
@@ -125,8 +108,8 @@ def _body_frame(heads: np.ndarray, name: str) -> np.ndarray:
     if height < 1e-6 or np.linalg.norm(left) < 1e-6:
         raise RigError(f"armature '{name}': the hips or the pelvis and neck coincide in the rest pose; "
                        "an SMPL rig's rest pose is the T-pose")
-    x = _axis(left)
-    y = _axis(up - x * (up @ x))
+    x = snap_to_axis(left)
+    y = snap_to_axis(up - x * (up @ x))
     C = np.stack([x, y, np.cross(x, y)], 1)  # columns: body axes in armature space
     # SMPL's pelvis → neck is about 0.5 m for adults, 0.3 m for small children; the add-ons store centimetres
     scale = 100.0 if height > 5.0 else 1.0

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .body import JOINT_NAMES, BodyModel, free_body_path
+from .body import BodyModel, free_body_path
+from .skeleton import JOINT_NAMES
 from .camera import Camera, crop_camera
 from .raster import part_map, rasterize
 

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from neural.body import NUM_JOINTS, PosedBody
+from neural.body import PosedBody
+from neural.skeleton import NUM_JOINTS
 from neural.camera import Camera
 from neural.config import GeneratorConfig
 from neural.nearest import NearestVertices

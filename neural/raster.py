@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .camera import Camera
 
-__all__ = ["Fragments", "rasterize", "part_map", "interpolate"]
+__all__ = ["Fragments", "rasterize", "part_map", "parts_seen", "ray_distance", "interpolate"]
 
 _EMPTY = torch.iinfo(torch.int64).max
 
@@ -212,3 +212,17 @@ def part_map(fragments: Fragments, faces: Tensor, vertex_parts: Tensor) -> Tenso
     vert = torch.gather(faces[fragments.face_ids.clamp(min=0)], -1, corner)[..., 0]  # (B, H, W)
     labels = torch.gather(parts, 1, vert.reshape(B, -1)).reshape(B, H, W)
     return torch.where(fragments.mask, labels, torch.ones_like(labels))
+
+
+def parts_seen(posed, camera: Camera) -> Tensor:
+    """Part labels (B, H, W) int64 of the posed bodies (body.PosedBody: vertices (B, V, 3) world, faces, parts) seen
+    by the camera: `part_map` of their rasterisation."""
+    return part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+
+
+def ray_distance(depth: Tensor, camera: Camera) -> Tensor:
+    """Distance (B, H, W) along each pixel's unit ray to the surface whose camera z is `depth` (B, H, W), the
+    rasteriser's depth: z / (camera z of a unit step along the ray). Background pixels stay meaningless."""
+    _, directions = camera.rays()                                                   # (B, H·W, 3) world, unit
+    cos = (directions @ camera.world_to_camera[:, :3, :3].transpose(1, 2))[..., 2]  # camera z of a unit step
+    return depth / cos.reshape(depth.shape)

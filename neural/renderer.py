@@ -47,7 +47,7 @@ from . import checkpoint
 from .body import BodyModel, PosedBody, free_body_path
 from .camera import Camera, crop_camera, paste
 from .cli import PSI_RANGE
-from .raster import part_map, rasterize
+from .raster import part_map, ray_distance, rasterize
 from .rotations import axis_angle_to_matrix
 
 __all__ = ["Character", "CharacterFailure", "FrameRequest", "FrameResult", "MAX_DETAIL", "Renderer",
@@ -445,9 +445,8 @@ class Renderer:
         h, w = crop.height, crop.width
         fragments = rasterize(body.vertices, body.faces, crop)
         covered = fragments.mask[0]
-        _, directions = crop.rays()
-        rays_z = (directions @ crop.world_to_camera[0, :3, :3].T)[0, :, 2].reshape(h, w)
-        distance = torch.where(covered, fragments.depth[0] / rays_z, torch.full_like(rays_z, torch.inf))
+        distance = ray_distance(fragments.depth, crop)[0]
+        distance = torch.where(covered, distance, torch.full_like(distance, torch.inf))
         coarse = F.max_pool2d(covered[None, None].float(), scale, scale)                 # (1, 1, h/s, w/s)
         coverage = F.interpolate(F.avg_pool2d(covered[None, None].float(), scale, scale), size=(h, w),
                                  mode="bilinear", align_corners=False)[0, 0]

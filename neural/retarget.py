@@ -33,7 +33,8 @@ from typing import Literal
 import numpy as np
 
 from .bvh import BvhMotion, read_bvh
-from .retarget_names import JOINT_NAMES, PARENTS, check_bone_map, match_bones, require_body
+from .retarget_names import check_bone_map, match_bones, require_body
+from .skeleton import JOINT_NAMES, PARENTS, snap_to_axis
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_matrix
 
 Units = Literal["auto", "m", "cm", "mm", "inch", "cmu"]
@@ -141,17 +142,6 @@ def leg_length(points: np.ndarray, hip: int, knee: int, ankle: int) -> float:
                           np.linalg.norm(points[ankle[s]] - points[knee[s]]) for s in (0, 1)]))
 
 
-def _snap(v: np.ndarray) -> np.ndarray:
-    """v normalised, snapped to the nearest ±axis when within ~8° of it (mocap rests are axis-aligned)."""
-    v = v / np.linalg.norm(v)
-    k = int(np.abs(v).argmax())
-    if abs(v[k]) > 0.99:
-        snapped = np.zeros(3)
-        snapped[k] = np.sign(v[k])
-        return snapped
-    return v
-
-
 def _body_axes(rest: np.ndarray, m: list, label: str) -> np.ndarray:
     """(3, 3) columns: the source's body axes (left, up, forward) in its world, from its rest joints."""
     left = rest[m[1]] - rest[m[2]]
@@ -160,9 +150,9 @@ def _body_axes(rest: np.ndarray, m: list, label: str) -> np.ndarray:
     if np.linalg.norm(left) < 1e-9 or np.linalg.norm(up) < 1e-9:
         raise ValueError(f"{label}: in the rest pose the hips, or the pelvis and the top of the spine, coincide; "
                          "the rest pose must stand (all channels zero should draw a standing skeleton)")
-    x = _snap(left)
+    x = snap_to_axis(left)
     up = up - x * (up @ x)
-    y = _snap(up / np.linalg.norm(up))
+    y = snap_to_axis(up / np.linalg.norm(up))
     return np.stack([x, y, np.cross(x, y)], 1)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .retarget import FEET, Retargeted, SourceMotion, TargetSkeleton, _body_axes, segments, smpl_joints, world_positions
-from .retarget_names import JOINT_NAMES
+from .skeleton import JOINT_NAMES
 
 @dataclass(frozen=True, kw_only=True)
 class RetargetMetrics:

@@ -14,13 +14,8 @@ from __future__ import annotations
 
 import re
 
-from .amass import SMPL_JOINTS
+from .skeleton import JOINT_NAMES
 
-JOINT_NAMES = ("pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-               "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-               "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-               "left_hand", "right_hand")
-PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 # Without these the body cannot stand or bend: a clip missing one is refused, by name.
 REQUIRED = ("pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle")
 SPINE = ("spine1", "spine2", "spine3")  # at least one of them is required too
@@ -110,7 +105,7 @@ def match_bones(names: tuple[str, ...], overrides: tuple[tuple[str, str], ...] =
     lookup: dict[str, int] = {}
     for index, name in enumerate(names):
         lookup.setdefault(canonical(name), index)
-    best, best_map = "", (None,) * SMPL_JOINTS
+    best, best_map = "", (None,) * len(JOINT_NAMES)
     for convention, table in CONVENTIONS.items():
         found = tuple(next((lookup[c] for c in table.get(j, ()) if c in lookup), None) for j in JOINT_NAMES)
         if sum(f is not None for f in found) > sum(f is not None for f in best_map):

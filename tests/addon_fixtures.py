@@ -15,7 +15,8 @@ from mathutils import Quaternion
 from tiny_body import box_body_arrays
 
 import addon
-from neural.body import JOINT_NAMES, PARENTS, BodyModel
+from neural.body import BodyModel
+from neural.skeleton import JOINT_NAMES, PARENTS
 
 SMPLX_EXTRA = ("jaw", "left_eye", "right_eye",
                *(f"{side}_{finger}{i}" for side in ("left", "right")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from neural.bvh import BvhMotion, BvhSkeleton, channel_values, write_bvh
-from neural.retarget_names import JOINT_NAMES, PARENTS
+from neural.skeleton import JOINT_NAMES, PARENTS
 from neural.rotations import axis_angle_to_matrix
 
 ROOT = Path(__file__).resolve().parents[1]

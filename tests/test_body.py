@@ -15,7 +15,8 @@ import scipy.sparse
 import torch
 from scipy.spatial.transform import Rotation
 
-from neural.body import JOINT_NAMES, PARENTS, BodyModel, axis_angle_to_matrix, free_body_path, main
+from neural.body import BodyModel, axis_angle_to_matrix, free_body_path, main
+from neural.skeleton import JOINT_NAMES, PARENTS
 from neural.body_convert import convert_smpl_pickle
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from mocap_fixture import CMU_PLACES, cmu_clip, smooth_poses, smpl_bvh
 
 from neural.bvh import BvhError, axis_rotation, matrix_to_euler, read_bvh, write_bvh
 from neural.retarget import free_body_target
-from neural.retarget_names import JOINT_NAMES
+from neural.skeleton import JOINT_NAMES
 from neural.rotations import axis_angle_to_matrix
 
 

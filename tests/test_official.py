@@ -16,7 +16,8 @@ from tiny_body import write_box_body
 import official_fixture
 from neural import checkpoint, official
 from neural.__main__ import main
-from neural.body import PARENTS, BodyModel
+from neural.body import BodyModel
+from neural.skeleton import PARENTS
 from neural.config import PRESETS
 from neural.generator import Generator
 

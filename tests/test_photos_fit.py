@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from neural.body import JOINT_NAMES, BodyModel, free_body_path
+from neural.body import BodyModel, free_body_path
+from neural.skeleton import JOINT_NAMES
 from photos_fixture import synthetic_people
 from training.motions import pose_array, walk
 from training.photos.fit import FitConfig, Fitter, Target, reduced_body

@@ -14,7 +14,8 @@ from torch.nn import functional as F
 import official_fixture
 import pose_fixture
 from tiny_body import box_body_arrays
-from neural.body import PARENTS, BodyModel
+from neural.body import BodyModel
+from neural.skeleton import PARENTS
 from neural.camera import Camera
 from neural.config import PRESETS
 from neural.raster import interpolate, rasterize

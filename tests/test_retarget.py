@@ -11,7 +11,8 @@ from neural.bvh import axis_rotation, read_bvh
 from neural.retarget import (Retargeted, RetargetConfig, SourceMotion, free_body_target, resample, retarget,
                              retarget_bvh, smpl_joints, source_from_bvh)
 from neural.retarget_metrics import measure
-from neural.retarget_names import JOINT_NAMES, PARENTS, canonical, match_bones, parse_bone_map
+from neural.retarget_names import canonical, match_bones, parse_bone_map
+from neural.skeleton import JOINT_NAMES, PARENTS
 from neural.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 T = 40
@@ -164,7 +165,8 @@ def test_skeleton_fk_matches_the_body_model(target):
     """smpl_joints (used by the metrics and the ground shift) against neural.body's own forward kinematics."""
     import torch
 
-    from neural.body import BodyModel, JOINT_NAMES as BODY_NAMES, PARENTS as BODY_PARENTS, free_body_path
+    from neural.body import PARENTS as BODY_PARENTS, BodyModel, free_body_path
+    from neural.skeleton import JOINT_NAMES as BODY_NAMES
 
     assert (JOINT_NAMES, PARENTS) == (BODY_NAMES, tuple(BODY_PARENTS))
     poses, trans = motion(target)

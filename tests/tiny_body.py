@@ -4,7 +4,7 @@ per joint that the joint regressor picks exactly. 216 vertices: rasterises and r
 
 import numpy as np
 
-from neural.body import PARENTS
+from neural.skeleton import PARENTS
 
 JOINTS = np.array([
     (0, 0, 0), (0.06, -0.09, 0), (-0.06, -0.09, 0), (0, 0.11, -0.02), (0.1, -0.47, 0), (-0.1, -0.47, 0),

@@ -18,7 +18,7 @@ from addon.demo_sheet import contact_sheet, on_background, pick
 from neural.__main__ import main as neural_main
 from neural.bvh import BvhMotion, read_bvh, write_bvh
 from neural.retarget import _body_axes, free_body_target, retarget, smpl_joints, source_from_bvh, world_positions
-from neural.retarget_names import PARENTS
+from neural.skeleton import PARENTS
 
 
 def stick_figures(source, motion, target, frames: list[int], size: tuple[int, int]) -> list:

@@ -34,7 +34,7 @@ from neural.camera import Camera
 from neural.checkpoint import save as save_generator
 from neural.files import write_text_atomic
 from neural.generator import Generator
-from neural.raster import part_map, rasterize
+from neural.raster import parts_seen, ray_distance, rasterize
 
 from . import distributed, state
 from .checks import LossWatch, check_weights
@@ -148,17 +148,14 @@ def update_ema(ema: Generator, G: torch.nn.Module, step: int, decay: float) -> N
 
 def labels(posed, camera: Camera) -> Tensor:
     """(B, H, W) int64 part labels of the posed bodies seen by the camera."""
-    return part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+    return parts_seen(posed, camera)
 
 
 def surface_distance(posed, camera: Camera) -> tuple[Tensor, Tensor]:
     """Distance (B, 1, h, w) along each pixel's unit ray (as PoseMap.depth measures it) to the body's first surface,
     and (B, 1, h, w) bool where a ray hits the body; camera at the resolution wanted (the style map's)."""
     fragments = rasterize(posed.vertices, posed.faces, camera)
-    _, directions = camera.rays()                                                   # (B, h·w, 3) world, unit
-    cos = (directions @ camera.world_to_camera[:, :3, :3].transpose(1, 2))[..., 2]  # camera z of a unit step
-    distance = fragments.depth / cos.reshape(fragments.depth.shape)
-    return distance[:, None], fragments.mask[:, None]
+    return ray_distance(fragments.depth, camera)[:, None], fragments.mask[:, None]
 
 
 def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | None = None, device: str = "auto",

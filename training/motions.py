@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from neural.body import JOINT_NAMES
+from neural.skeleton import JOINT_NAMES
 
 Pose = dict[str, tuple[float, float, float]]
 

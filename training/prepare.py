@@ -26,7 +26,7 @@ from PIL import Image
 
 from neural.body import BodyModel
 from neural.camera import Camera
-from neural.raster import part_map, rasterize
+from neural.raster import parts_seen
 
 from .data import DatasetWriter, resize_intrinsics, write_json_atomic
 from .fits import Fit, FitError, normalize_fit, read_fits
@@ -89,7 +89,7 @@ def _rasterize_parts(body: BodyModel, fit: Fit, K: np.ndarray, world_to_camera: 
         _, depth = camera.project(posed.vertices)
         if not bool((depth > 0).all()):
             raise FitError("part of the fitted body is behind the camera")
-        labels = part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+        labels = parts_seen(posed, camera)
     return labels[0].numpy().astype(np.uint8)
 
 

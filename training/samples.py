@@ -20,7 +20,7 @@ from neural.camera import Camera
 from neural.config import GeneratorConfig
 from neural.demo import part_palette
 from neural.files import write_atomic
-from neural.raster import part_map, rasterize
+from neural.raster import parts_seen
 
 from .data import PhotoDataset, rotate_about_body
 
@@ -70,7 +70,7 @@ class SampleSet:
             w2c = rotate_about_body(stack["world_to_camera"], posed.root_rotation, posed.joints[:, 0], yaw,
                                     torch.zeros_like(yaw))
             camera = Camera(K=stack["K"], world_to_camera=w2c, width=config.width, height=config.height)
-            parts = part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+            parts = parts_seen(posed, camera)
         z = torch.cat([torch.randn(1, config.latent_dim, generator=torch.Generator().manual_seed(s)) for s in SEEDS])
         return cls(posed=posed, camera=camera, z=z.to(device), parts=parts,
                    real_images=torch.stack([item["image"] for item in items]))

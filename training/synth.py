@@ -25,7 +25,7 @@ from torch import Tensor
 
 from neural.body import BodyModel, PosedBody, free_body_path
 from neural.camera import Camera, crop_camera
-from neural.raster import interpolate, part_map, rasterize
+from neural.raster import interpolate, part_map, parts_seen, rasterize
 
 from .data import DatasetWriter
 from .memory import synth_batch
@@ -150,7 +150,7 @@ def render_people(posed: PosedBody, camera: Camera, appearance: dict[str, Tensor
     if supersample > 1:
         rgb = F.avg_pool2d(rgb.permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1)
         coverage = F.avg_pool2d(coverage[:, None], supersample)[:, 0]
-    coarse = part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+    coarse = parts_seen(posed, camera)
     return rgb, coverage, coarse
 
 

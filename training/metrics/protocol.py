@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from neural.body import BodyModel, PosedBody
 from neural.camera import Camera
-from neural.raster import Fragments, part_map, rasterize
+from neural.raster import Fragments, parts_seen, rasterize
 
 from ..data import PhotoDataset, rotate_about_body
 from ..motions import MOTIONS, pose_array
@@ -172,7 +172,7 @@ def measure_fid_and_pose(render: Render, dataset: PhotoDataset, body: BodyModel,
         if real_features is None:
             real.append(inception(data["image"]))
         if parser is not None:
-            target = part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+            target = parts_seen(posed, camera)
             confusion = confusion + Confusion.of(parser.predict(images.to(next(parser.parameters()).device)), target)
         if log is not None:
             log(f"  FID/pose samples {start + len(idx)}/{protocol.count}")

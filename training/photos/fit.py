@@ -35,7 +35,8 @@ from scipy.ndimage import distance_transform_edt
 from torch import Tensor
 from torch.nn import functional as F
 
-from neural.body import NUM_JOINTS, PARENTS, BodyModel
+from neural.body import BodyModel
+from neural.skeleton import NUM_JOINTS, PARENTS
 from neural.camera import Camera
 from neural.raster import rasterize
 

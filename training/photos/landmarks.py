@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neural.body import JOINT_NAMES, BodyModel, PosedBody
+from neural.body import BodyModel, PosedBody
+from neural.skeleton import JOINT_NAMES
 
 # MediaPipe Pose landmark order (33)
 LANDMARK_NAMES: tuple[str, ...] = (

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from neural.body import JOINT_NAMES
+from neural.skeleton import JOINT_NAMES
 
 from ..motions import sample_pose
 
