@@ -102,24 +102,40 @@ class ImportSummary:
         return "\n".join(lines)
 
 
+# The renaming, official prefix ↔ ours, one table read in both directions; {n} is a block or layer number. The
+# first rule that matches wins, so superres0 (our layer 7) stands before the trunk layers.
+KEY_RULES = tuple((official, "pose_mapping." + ours) for official, ours in OFFICIAL_PREFIXES.items()) + (
+    ("synthesis_mapping_network.superres0.", "appearance.layers.7."),
+    ("synthesis_mapping_network.trunk{n}.", "appearance.layers.{n}."),
+    ("synthesis_input.network.0.", "backbone.coord_input."),
+    ("synthesis_network.to_rgbs.m3d_{n}.linear.", "backbone.to_rgb.{n}."),
+    ("synthesis_network.network.m3d_{n}.", "backbone.blocks.{n}."),
+)
+BLOCK_RULES = ((".first_norm.", ".norm."), (".mlp_shared.0.", ".shared."), (".mlp_gamma.", ".gamma."),
+               (".mlp_beta.", ".beta."))  # inside a backbone block
+
+
+def _rename(key: str, *, to_ours: bool) -> str:
+    """`key` renamed by KEY_RULES (and BLOCK_RULES inside a backbone block), official → ours or back."""
+    for official, ours in KEY_RULES:
+        source, target = (official, ours) if to_ours else (ours, official)
+        found = re.match(re.escape(source).replace(r"\{n\}", r"(\d+)"), key)
+        if found:
+            number = found.group(1) if found.groups() else ""
+            key = target.replace("{n}", number) + key[found.end():]
+            if ours.startswith("backbone.blocks."):
+                for a, b in BLOCK_RULES:
+                    key = key.replace(*((a, b) if to_ours else (b, a)))
+            return key
+    return key
+
+
 def our_key(official: str) -> str | None:
     """Official generator key → ours; None for a key of a `DROPPED` group. Unknown keys come back renamed as far
     as the rules go, and the shape check then reports them as unexpected."""
     if dropped_group(official) is not None:
         return None
-    for prefix, ours in OFFICIAL_PREFIXES.items():
-        if official.startswith(prefix):
-            return "pose_mapping." + ours + official[len(prefix):]
-    k = re.sub(r"^synthesis_mapping_network\.trunk(\d)\.", r"appearance.layers.\1.", official)
-    k = re.sub(r"^synthesis_mapping_network\.superres0\.", "appearance.layers.7.", k)
-    k = re.sub(r"^synthesis_input\.network\.0\.", "backbone.coord_input.", k)
-    k = re.sub(r"^synthesis_network\.to_rgbs\.m3d_(\d+)\.linear\.", r"backbone.to_rgb.\1.", k)
-    block = re.match(r"^synthesis_network\.network\.m3d_(\d+)\.(.*)$", k)
-    if block:
-        rest = block.group(2).replace(".first_norm.", ".norm.").replace(".mlp_shared.0.", ".shared.")
-        rest = rest.replace(".mlp_gamma.", ".gamma.").replace(".mlp_beta.", ".beta.")
-        k = f"backbone.blocks.{block.group(1)}.{rest}"
-    return k
+    return _rename(official, to_ours=True)
 
 
 def dropped_group(official: str) -> int | None:
@@ -316,20 +332,7 @@ def _sha256(path: Path) -> str:
 
 def _official_name(ours: str) -> str:
     """Our key → the official key it is imported from (for error messages)."""
-    inverse = {v: k for k, v in OFFICIAL_PREFIXES.items()}
-    for prefix, official in (("pose_mapping." + p, o) for p, o in inverse.items()):
-        if ours.startswith(prefix):
-            return official + ours[len(prefix):]
-    k = re.sub(r"^appearance\.layers\.7\.", "synthesis_mapping_network.superres0.", ours)
-    k = re.sub(r"^appearance\.layers\.(\d)\.", r"synthesis_mapping_network.trunk\1.", k)
-    k = k.replace("backbone.coord_input.", "synthesis_input.network.0.")
-    k = re.sub(r"^backbone\.to_rgb\.(\d+)\.", r"synthesis_network.to_rgbs.m3d_\1.linear.", k)
-    block = re.match(r"^backbone\.blocks\.(\d+)\.(.*)$", k)
-    if block:
-        rest = block.group(2).replace(".norm.", ".first_norm.").replace(".shared.", ".mlp_shared.0.")
-        rest = rest.replace(".gamma.", ".mlp_gamma.").replace(".beta.", ".mlp_beta.")
-        k = f"synthesis_network.network.m3d_{block.group(1)}.{rest}"
-    return k
+    return _rename(ours, to_ours=False)
 
 
 def _name(config: GeneratorConfig) -> str:
