@@ -113,10 +113,10 @@ def render(args: argparse.Namespace) -> int:
     from neural.cli import Terminated
     from neural.files import atomic_path, refuse_overwriting_input
 
-    from . import engine, signals
+    from . import engine, frames, signals
     from .demo import build_walk
 
-    engine.SETTINGS["model"] = "--model PATH (or the .blend's Render Properties > HumanGAN > Model)"
+    frames.SETTINGS["model"] = "--model PATH (or the .blend's Render Properties > HumanGAN > Model)"
     if args.demo:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         build_walk(bpy.context.scene, body_file=args.body or "")

@@ -38,7 +38,7 @@ def _scene(width: int, height: int, frames: int, model: Path | None, body_file: 
     import addon
 
     from .demo import build_walk
-    from .engine import body_path
+    from .frames import body_path
 
     if not hasattr(bpy.types.Scene, "humangan"):
         addon.register()
@@ -108,9 +108,9 @@ def components(*, frames: int = 10, width: int = 512, height: int = 256, body_fi
     import bpy
     import numpy as np
 
-    from neural.renderer import FrameResult
+    from neural.frame import FrameResult
 
-    from . import engine, scene as scene_module
+    from . import frames, passes, scene as scene_module
 
     with tempfile.TemporaryDirectory(prefix="humangan-bench-") as tmp:
         scene = _scene(width, height, frames + 1, None, body_file, Path(tmp))
@@ -123,10 +123,10 @@ def components(*, frames: int = 10, width: int = 512, height: int = 256, body_fi
             scene.frame_set(f)
             depsgraph = bpy.context.evaluated_depsgraph_get()
             start = time.perf_counter()
-            scene_module.read_frame(depsgraph, rest_joints=engine.safe_rest_joints)
+            scene_module.read_frame(depsgraph, rest_joints=frames.safe_rest_joints)
             reads.append(time.perf_counter() - start)
             start = time.perf_counter()
-            engine.to_passes(result)
+            passes.to_passes(result)
             passes.append(time.perf_counter() - start)
     return {"read_ms": statistics.median(reads) * 1e3, "passes_ms": statistics.median(passes) * 1e3}
 

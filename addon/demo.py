@@ -132,7 +132,7 @@ def build_walk(scene, *, body_file: str = "", seeds: tuple[int, ...] = SEEDS, fr
     from neural.body import BodyModel
 
     from . import rig
-    from .engine import body_path
+    from .frames import body_path
 
     if not 1 <= len(seeds) <= len(WALKERS):
         raise ValueError(f"the walk has places for 1 to {len(WALKERS)} people; got {len(seeds)} seeds")
@@ -173,7 +173,7 @@ def build_turntable(scene, *, body_file: str = "", seed: int = SEEDS[0], frames:
     from neural.body import BodyModel
 
     from . import rig
-    from .engine import body_path
+    from .frames import body_path
 
     _setup(scene, frames=frames, size=size)
     arm = _add_human(scene, BodyModel.load(body_path(body_file)), name="Model", body_file=body_file, seed=seed,
@@ -252,7 +252,7 @@ def render_sequence(scene, folder: Path) -> Sequence:
     its people is no demo)."""
     import bpy
 
-    from . import engine
+    from . import engine, passes
 
     folder = Path(folder)
     (folder / "parts").mkdir(parents=True, exist_ok=True)
@@ -274,7 +274,7 @@ def render_sequence(scene, folder: Path) -> Sequence:
             set_format(settings, "OPEN_EXR_MULTILAYER", "16")
             exr = scratch / f"{frame:04d}.exr"
             result.save_render(str(exr), scene=scene)
-            labels = np.rint(read_exr(exr)[engine.PART_PASS][..., 0]).astype(np.uint8)
+            labels = np.rint(read_exr(exr)[passes.PART_PASS][..., 0]).astype(np.uint8)
             parts.append(folder / "parts" / f"part_{frame:04d}.png")
             write_labels(parts[-1], labels)
             exr.unlink()

@@ -19,6 +19,10 @@ from typing import TYPE_CHECKING, Callable
 import bpy
 import numpy as np
 
+from neural.frame import length_prefixed, request_key
+
+from . import frames
+from .passes import to_passes
 from .scene import FLIP, SceneError, SceneFrame, intrinsics_from_projection, read_characters
 
 STRIDES = (4, 2, 1)
@@ -26,7 +30,7 @@ POLL_SECONDS = 0.1
 _JOBS: "weakref.WeakSet[PreviewJob]" = weakref.WeakSet()
 
 if TYPE_CHECKING:
-    from neural.renderer import FrameResult
+    from neural.frame import FrameResult
 
 RenderLevel = Callable[[int, Callable[[], bool]], "FrameResult | None"]  # (stride, should_stop) → result
 
@@ -89,13 +93,10 @@ def stop_all() -> None:
 
 
 def frame_key(frame: SceneFrame) -> bytes:
-    """Bytes that change when anything drawn changes (camera, size, any character's inputs)."""
-    parts = [frame.K.tobytes(), frame.world_to_camera.tobytes(), repr((frame.width, frame.height)).encode()]
-    for job in frame.jobs:
-        c = job.character
-        parts += [job.name.encode(), job.body_file.encode(), c.pose.tobytes(), c.betas.tobytes(), c.transl.tobytes(),
-                  c.body_to_world.tobytes(), repr((c.seed, c.psi)).encode()]
-    return b"|".join(parts)
+    """Bytes that two frames share only when they draw the same (camera, size, each body file's request): the
+    renderer's own request_key per body file, length-prefixed with the file's name."""
+    return length_prefixed([part for body_file, _, request in frame.requests()
+                            for part in (body_file.encode(), request_key(request))])
 
 
 def viewport_frame(context, depsgraph, scale: float, rest_joints=None) -> SceneFrame:
@@ -121,12 +122,10 @@ class PreviewState:
 
 
 def _start(engine, context, depsgraph) -> None:
-    from . import engine as engine_module
-
     state: PreviewState = engine.preview
     scene = depsgraph.scene
     try:
-        frame = viewport_frame(context, depsgraph, scene.humangan.preview_scale, engine_module.safe_rest_joints)
+        frame = viewport_frame(context, depsgraph, scene.humangan.preview_scale, frames.safe_rest_joints)
     except SceneError as error:
         state.message = str(error)
         return
@@ -136,11 +135,11 @@ def _start(engine, context, depsgraph) -> None:
     if state.job is not None:
         state.job.stop()
     state.key, state.message = key, "; ".join(frame.problems + frame.warnings)
-    model, device = engine_module.model_path(scene), scene.humangan.device
+    model, device = frames.model_path(scene), scene.humangan.device
     reports: list[str] = []
 
     def render(stride: int, should_stop: Callable[[], bool]):
-        return engine_module.render_frame(frame, model=model, device=device, report=reports.append,
+        return frames.render_frame(frame, model=model, device=device, report=reports.append,
                                           should_stop=should_stop, stride=stride)
 
     state.job = PreviewJob(render, reports=reports).start()
@@ -184,8 +183,6 @@ def view_draw(engine, context, depsgraph) -> None:
 def make_texture(result: FrameResult):
     """A GPU texture of the Combined pass (linear, premultiplied, row 0 at the bottom) of a FrameResult."""
     import gpu
-
-    from .engine import to_passes
 
     height, width = result.rgba.shape[:2]
     combined = to_passes(result)["Combined"]

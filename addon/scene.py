@@ -22,7 +22,7 @@ from . import rest
 from .rig import JOINT_NAMES, RigError, read_pose, read_rig
 
 if TYPE_CHECKING:  # torch is imported on the first render, not when Blender starts
-    from neural.renderer import Character, FrameRequest
+    from neural.frame import Character, FrameRequest
 
 FLIP = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes ↔ OpenCV camera axes
 CULL_MARGIN = 0.35  # metres around the joints that still count as "seen" (hands, hair, feet beyond the joints)
@@ -57,7 +57,7 @@ class SceneFrame:
 
     def requests(self) -> list[tuple[str, tuple[str, ...], FrameRequest]]:
         """One FrameRequest per body file (a Renderer holds one body): (body_file, character names, request)."""
-        from neural.renderer import FrameRequest
+        from neural.frame import FrameRequest
 
         groups: dict[str, list[CharacterJob]] = {}
         for job in self.jobs:
@@ -149,7 +149,7 @@ def read_characters(depsgraph, K: np.ndarray, w2c: np.ndarray, width: int, heigh
     the model's pelvis where the armature's pelvis is, and a rig whose joints are more than
     rest.PROPORTION_TOLERANCE from them gets a warning. Without it, the rig's own rest skeleton is used.
     """
-    from neural.renderer import Character
+    from neural.frame import Character
 
     jobs, problems, warnings = [], [], []
     # The depsgraph iterator reuses its items: keep the originals and evaluate each one afterwards. Settings

@@ -24,7 +24,8 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProp
 from bpy.props import StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-ENGINE_ID = "HUMANGAN"
+from .passes import ENGINE_ID
+
 NUM_BETAS = 10
 RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"}  # Blender 4.5+: "//" paths are allowed (and shown relative)
 
@@ -179,13 +180,13 @@ class OBJECT_OT_humangan_fit_shape(bpy.types.Operator):
     def execute(self, context):
         import numpy as np
 
-        from . import engine, rest, rig
+        from . import frames, rest, rig
         from .scene import body_file_path
 
         arm = context.active_object
         try:
             info = rig.read_rig(arm)
-            joints = engine.joint_model(body_file_path(arm))
+            joints = frames.joint_model(body_file_path(arm))
             present = np.array([b is not None for b in info.bones])
             before = joints.joints(np.array(arm.humangan.betas))
             rotations = rest.rest_rotations(info.rest_joints, before, present)

@@ -13,7 +13,8 @@ from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 from PIL import Image
 
-from addon import engine, rig, scene
+from addon import engine, frames, rig, scene
+from addon.passes import srgb_to_linear
 from addon.demo import set_format
 from neural.renderer import Renderer, default_model_path
 
@@ -80,13 +81,13 @@ def test_still_passes_match_the_renderer_and_blenders_projection(blank, files, t
     passes = read_exr(tmp_path / "still.exr")
     assert set(passes) >= {"Combined", "Depth", "Body Part"} and engine.LAST_REPORTS == []
     # the same frame straight through neural.Renderer (row 0 at the top, straight alpha, sRGB)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=frames.rest_joints)
     _, names, request = frame.requests()[0]
     renderer = Renderer(model_path=files["model"], body_path=files["body"], device="cpu")
-    direct = renderer.render(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
+    direct = renderer.render(frames.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
     # files hold the top row first, so an upright image means the engine flipped rows into Blender's layout
     alpha = direct.rgba[..., 3:]
-    expected = np.concatenate([engine.srgb_to_linear(direct.rgba[..., :3]) * alpha, alpha], -1)
+    expected = np.concatenate([srgb_to_linear(direct.rgba[..., :3]) * alpha, alpha], -1)
     assert np.abs(passes["Combined"] - expected).max() < 1e-5
     parts, depth = passes["Body Part"][..., 0], passes["Depth"][..., 0]
     assert np.array_equal(parts, direct.parts.astype(np.float32) - 1)
@@ -138,7 +139,7 @@ def test_escape_in_an_animation_stops_within_a_tile_and_keeps_earlier_frames(bla
     blank.render.image_settings.file_format = "PNG"
     blank.render.filepath = str(tmp_path / "reference" / "frame_")
     assert bpy.ops.render.render(animation=True) == {"FINISHED"}
-    renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
+    renderer = frames.get_renderer(files["model"], str(files["body"]), "CPU")
     renderer.tile_pixels = 64  # the tiny crop's shown pixels in several tiles
     polls, progress, tiles = {}, {}, {}
     render_frame = engine.render_frame
@@ -146,7 +147,7 @@ def test_escape_in_an_animation_stops_within_a_tile_and_keeps_earlier_frames(bla
     def escaping(frame, *, should_stop, on_progress, **kwargs):
         """Esc during frame 3 after one tile: the engine's should_stop (RenderEngine.test_break) turns true."""
         current = blank.frame_current
-        count = sum(renderer.pixels_to_synthesize(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
+        count = sum(renderer.pixels_to_synthesize(frames.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
                 for _, names, request in frame.requests())
         tiles[current] = -(-count // renderer.tile_pixels)
 
@@ -180,10 +181,10 @@ def test_escape_in_an_animation_stops_within_a_tile_and_keeps_earlier_frames(bla
 
 def test_cancel_stops_within_one_tile(blank, files):
     make_scene(blank, files)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
-    renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=frames.rest_joints)
+    renderer = frames.get_renderer(files["model"], str(files["body"]), "CPU")
     renderer.tile_pixels = 64  # the tiny crop's shown pixels in several tiles
-    tiles = -(-sum(renderer.pixels_to_synthesize(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
+    tiles = -(-sum(renderer.pixels_to_synthesize(frames.fit_betas(request, names, renderer.body.num_betas, pytest.fail))
                 for _, names, request in frame.requests()) // 64)
     polls, progress = [], []
 
@@ -192,7 +193,7 @@ def test_cancel_stops_within_one_tile(blank, files):
         return len(polls) >= 3
 
     try:
-        out = engine.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail,
+        out = frames.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail,
                                   should_stop=should_stop, on_progress=progress.append)
     finally:
         renderer.tile_pixels = 65536

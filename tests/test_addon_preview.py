@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from addon_fixtures import add_camera, blank, registered, write_body, write_tiny_model
 
-from addon import engine, preview, scene
+from addon import frames, passes, preview, scene
 
 __all__ = ["blank", "registered"]
 
@@ -75,12 +75,12 @@ def test_viewport_frame_equals_the_camera_frame(blank, files):
 
 def test_levels_refine_coarse_to_fine_without_blocking(blank, files):
     make_scene(blank, files)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=frames.rest_joints)
     seen = []
 
     def render(stride, should_stop):
         time.sleep(0.05)  # slower than the caller's checks below
-        out = engine.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail,
+        out = frames.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail,
                                   should_stop=should_stop, stride=stride)
         seen.append(stride)
         return out
@@ -92,15 +92,15 @@ def test_levels_refine_coarse_to_fine_without_blocking(blank, files):
     assert job.finished == [4, 2, 1] and seen == [4, 2, 1] and job.error is None
     stride, final = job.take()
     assert stride == 1 and job.take() is None  # only the newest level is kept
-    full = engine.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail)
+    full = frames.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail)
     assert np.array_equal(final.rgba, full.rgba)
 
 
 def test_stop_ends_the_job_within_a_tile(blank, files):
     make_scene(blank, files)
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
-    renderer = engine.get_renderer(files["model"], str(files["body"]), "CPU")
-    coarse = sum(renderer.pixels_to_synthesize(engine.fit_betas(request, names, renderer.body.num_betas, pytest.fail),
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=frames.rest_joints)
+    renderer = frames.get_renderer(files["model"], str(files["body"]), "CPU")
+    coarse = sum(renderer.pixels_to_synthesize(frames.fit_betas(request, names, renderer.body.num_betas, pytest.fail),
                                             stride=4) for _, names, request in frame.requests())
     renderer.tile_pixels = -(-coarse // 2)  # level 4 in 2 tiles
     polls = []
@@ -111,7 +111,7 @@ def test_stop_ends_the_job_within_a_tile(blank, files):
             if len(polls) == 3:
                 job.stop()  # as a new view_update would
             return should_stop()
-        return engine.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail,
+        return frames.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail,
                                    should_stop=counted, stride=stride)
 
     try:
@@ -141,8 +141,8 @@ def test_view_draw_puts_the_combined_pass_on_screen_offscreen(blank, files, tmp_
     job = stand_in.preview.job
     job.wait(60)
     assert job.finished == [4, 2, 1]
-    frame = preview.viewport_frame(context, depsgraph, 1.0, engine.safe_rest_joints)
-    result = engine.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail)
+    frame = preview.viewport_frame(context, depsgraph, 1.0, frames.safe_rest_joints)
+    result = frames.render_frame(frame, model=files["model"], device="CPU", report=pytest.fail)
     offscreen = gpu.types.GPUOffScreen(W, H, format="RGBA16F")
     with offscreen.bind():
         framebuffer = gpu.state.active_framebuffer_get()
@@ -155,7 +155,7 @@ def test_view_draw_puts_the_combined_pass_on_screen_offscreen(blank, files, tmp_
             preview.view_draw(stand_in, context, depsgraph)
         drawn = np.array(framebuffer.read_color(0, 0, W, H, 4, 0, "FLOAT").to_list(), np.float32)
     offscreen.free()
-    expected = engine.to_passes(result)["Combined"].reshape(H, W, 4)  # row 0 at the bottom, as OpenGL reads
+    expected = passes.to_passes(result)["Combined"].reshape(H, W, 4)  # row 0 at the bottom, as OpenGL reads
     assert (expected[..., 3] > 0.5).sum() > 100
     assert np.abs(drawn - expected).max() < 4e-3  # half floats
     assert stand_in.stats[-1].startswith("HumanGAN preview")

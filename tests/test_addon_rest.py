@@ -8,7 +8,7 @@ import pytest
 import torch
 from addon_fixtures import add_camera, blank, blended_body_arrays, build_rig, registered, set_addon_pose, write_body
 
-from addon import engine, rest, rig, scene
+from addon import frames, rest, rig, scene
 from neural.body import BodyModel
 
 __all__ = ["blank", "registered"]  # fixtures
@@ -41,7 +41,7 @@ def character_rig(scene_, joints, body_file, style="mpi", name="Rig"):
 def read_job(scene_):
     if scene_.camera is None:
         add_camera(scene_, location=(0.0, -4.0, 0.3))
-    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=engine.rest_joints)
+    frame = scene.read_frame(bpy.context.evaluated_depsgraph_get(), rest_joints=frames.rest_joints)
     assert frame.problems == ()
     return frame
 

@@ -91,7 +91,7 @@ def test_preference_path_wins_over_the_bundled_torch(tmp_path):
 
 
 def test_file_settings_take_blend_relative_paths_and_an_unsaved_file_says_so(blank, recwarn):
-    from addon import engine, scene
+    from addon import frames, scene
 
     blank.humangan.model_file = "//models/tiny.safetensors"
     obj = bpy.data.objects.new("Human", bpy.data.armatures.new("Human"))
@@ -100,6 +100,6 @@ def test_file_settings_take_blend_relative_paths_and_an_unsaved_file_says_so(bla
     assert bpy.data.filepath == ""
     with pytest.raises(ValueError, match=r"Render Properties > HumanGAN > Model is //models/tiny.safetensors, "
                                          r"relative to the .blend file, but this file is not saved yet"):
-        engine.model_path(blank)
+        frames.model_path(blank)
     with pytest.raises(ValueError, match="Body File is //body.npz, relative to the .blend file"):
         scene.body_file_path(obj)
