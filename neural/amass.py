@@ -56,9 +56,7 @@ def read_amass(path: str | Path, *, require_trans: bool = False, require_fps: bo
     if not path.is_file():
         raise FileNotFoundError(f"motion file {path} does not exist")
     if path.suffix.lower() == ".bvh":  # mocap of any common skeleton, retargeted onto the free body
-        from .retarget import amass_from_bvh
-
-        return amass_from_bvh(path)
+        return _from_bvh(path)
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
@@ -127,3 +125,15 @@ def _finite(value: np.ndarray, key: str, path: Path) -> None:
         first = np.argwhere(~np.isfinite(value))[0]
         raise ValueError(f"motion file {path}: '{key}' holds NaN or inf (first at index {tuple(first.tolist())}); "
                          "clean or trim the motion")
+
+
+def _from_bvh(path: Path) -> AmassMotion:
+    """A .bvh read as an AMASS motion: retargeted onto the free body, Z-up world (neural/retarget.py, imported
+    here: only .bvh files need it)."""
+    from .retarget import free_body_target, retarget_bvh, to_z_up
+
+    target = free_body_target()
+    motion, source = retarget_bvh(path, target)
+    poses, trans = to_z_up(motion, target.joints[0])
+    return AmassMotion(path=path, poses=poses, trans=trans, betas=np.zeros(0), fps=motion.fps,
+                       joints=len(source.names), has_trans=True)

@@ -349,17 +349,6 @@ def retarget_bvh(path: str | Path, target: TargetSkeleton | None = None,
     return retarget(source, target or free_body_target(), config), source
 
 
-def amass_from_bvh(path: str | Path):
-    """A .bvh read as an AMASS motion (neural.amass.AmassMotion): retargeted onto the free body, Z-up world."""
-    from .amass import AmassMotion
-
-    target = free_body_target()
-    motion, source = retarget_bvh(path, target)
-    poses, trans = to_z_up(motion, target.joints[0])
-    return AmassMotion(path=Path(path), poses=poses, trans=trans, betas=np.zeros(0), fps=motion.fps,
-                       joints=len(source.names), has_trans=True)
-
-
 def to_z_up(motion: Retargeted, pelvis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """poses (T, 24, 3) and trans (T, 3) in a Z-up world (AMASS, Blender): the root turned by Rx(+90°) about the
     world origin; SMPL rotates about its rest pelvis (3,), hence trans' = Q·(pelvis + trans) − pelvis."""

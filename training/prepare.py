@@ -17,7 +17,6 @@ rasterised at no more than MASK_PIXELS and the box scaled back; the part map is 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,31 +27,13 @@ from neural.body import BodyModel
 from neural.camera import Camera
 from neural.raster import parts_seen
 
+from .crop import Crop, crop_box
 from .data import DatasetWriter, resize_intrinsics, write_json_atomic
 from .fits import Fit, FitError, normalize_fit, read_fits
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_PHOTO_PIXELS = 64_000_000  # 64 MP decodes to 256 MB of RGBA; larger photos are skipped and listed
 MASK_PIXELS = 1_000_000  # a mask rasterised from the fit, only to place the crop: ~0.1 % precision
-
-
-@dataclass(frozen=True)
-class Crop:
-    """An integer pixel box of the original image: left, top, width, height (height = 2·width)."""
-
-    left: int
-    top: int
-    width: int
-    height: int
-
-
-def crop_box(mask: np.ndarray, *, margin: float) -> Crop:
-    """The 2:1 box centred on the mask's bounding box, with `margin` of the frame left free on the limiting side."""
-    ys, xs = np.nonzero(mask)
-    cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2           # continuous, edges at .0
-    extent = max(ys.max() - ys.min() + 1, 2 * (xs.max() - xs.min() + 1)) / (1 - 2 * margin)
-    height = max(2, int(round(extent / 2)) * 2)
-    return Crop(left=int(round(cx - height / 4)), top=int(round(cy - height / 2)), width=height // 2, height=height)
 
 
 def _cut(array: np.ndarray, crop: Crop, fill) -> np.ndarray:

@@ -41,7 +41,7 @@ from neural.camera import Camera
 from neural.raster import rasterize
 
 from ..data import resize_intrinsics
-from ..prepare import Crop, crop_box
+from ..crop import Crop, crop_box
 from .landmarks import LANDMARK_NAMES, landmark_map
 from .prior import joint_limit_cost, motion_prior, shape_cost
 
