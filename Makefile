@@ -68,6 +68,6 @@ demo: $(STAMP)
 		$(if $(MODEL),--model $(MODEL))
 
 bench: $(STAMP)
-	$(BIN)/python -m neural.bench
+	$(BIN)/python -m commands.bench
 
 .PHONY: venv test test45 demo bench mocap

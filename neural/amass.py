@@ -1,5 +1,5 @@
 """Read AMASS-style motion files (.npz) as SMPL poses: the one reader behind the add-on's motion import
-(addon/motion.py) and `python -m neural render` (neural/render_cli.py); docs/overview.md §What users ask for; paper §3.1
+(addon/motion.py) and `python -m neural render` (commands/render.py); docs/overview.md §What users ask for; paper §3.1
 (the generator is conditioned on SMPL's 24 joint rotations).
 
 An AMASS .npz holds `poses` (T, 3·J) axis-angle, root first, with J = 24 (SMPL, (T, 72)), 52 (SMPL-H, (T, 156))

@@ -4,7 +4,7 @@
 geometry features of the pose mapping network, and the skinning transforms let it carry sample points back
 to the template ("inverse LBS"). This file is our own LBS, written from the SMPL paper's equations
 (Loper et al. 2015, eq. 1-4), so any body file in the SMPL format works: the official SMPL (converted from
-its .pkl with `python -m neural.body convert`) or the project's free body `neural/assets/free_body.npz`.
+its .pkl with `python -m neural body convert`) or the project's free body `neural/assets/free_body.npz`.
 
 Body file (.npz, loaded with allow_pickle=False):
     v_template (V, 3)  shapedirs (V, 3, nb)  weights (V, 24)  J_regressor (24, V)  f (F, 3)  kintree_table (2, 24)
@@ -18,7 +18,6 @@ Frames: docs/conventions.md §Body frame (metres, Y up, the subject faces +Z, su
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +88,7 @@ def _check_arrays(arrays: dict[str, np.ndarray], source: str) -> dict[str, np.nd
     if missing:
         raise ValueError(f"body file {source} lacks keys {missing} (has {sorted(arrays)}); an SMPL-format "
                          f"body needs {list(REQUIRED_KEYS)}. Convert an official SMPL .pkl with "
-                         "`python -m neural.body convert SRC.pkl DST.npz`.")
+                         "`python -m neural body convert SRC.pkl DST.npz`.")
     out = {k: np.asarray(arrays[k]) for k in REQUIRED_KEYS}
     v_template = out["v_template"]
     if v_template.ndim != 2 or v_template.shape[1] != 3 or len(v_template) < 1:
@@ -170,7 +169,7 @@ class BodyModel(torch.nn.Module):
             raise FileNotFoundError(f"body file {path} does not exist")
         if path.suffix == ".pkl":
             raise ValueError(f"body file {path} is a pickle; convert it first (no chumpy needed): "
-                             f"python -m neural.body convert {path} {path.with_suffix('.npz')}")
+                             f"python -m neural body convert {path} {path.with_suffix('.npz')}")
         try:
             npz = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as error:
@@ -273,43 +272,3 @@ def _rigid(rotation: Tensor, translation: Tensor) -> Tensor:
     bottom = torch.zeros_like(top[..., :1, :])
     bottom[..., 0, 3] = 1
     return torch.cat([top, bottom], -2)
-
-
-def _info(path: Path) -> str:
-    if path.suffix == ".pkl":
-        from neural.body_convert import read_smpl_pickle
-
-        body = BodyModel(arrays=read_smpl_pickle(path), source=str(path))
-    else:
-        body = BodyModel.load(path)
-    return (f"{path}: {body.num_vertices} vertices, {len(body.faces)} faces, {body.num_betas} betas, "
-            f"fingerprint {body.fingerprint}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m neural.body", description="SMPL-format body files")
-    commands = parser.add_subparsers(dest="command", required=True)
-    convert = commands.add_parser("convert", help="official SMPL .pkl (chumpy, sparse) → .npz, without chumpy")
-    convert.add_argument("src", type=Path)
-    convert.add_argument("dst", type=Path)
-    info = commands.add_parser("info", help="vertex count, betas, fingerprint of a body file")
-    info.add_argument("file", type=Path)
-    args = parser.parse_args(argv)
-
-    def command() -> None:
-        if args.command == "convert":
-            from neural.body_convert import convert_smpl_pickle
-
-            convert_smpl_pickle(args.src, args.dst)
-            print(_info(args.dst))
-        else:
-            print(_info(args.file))
-    from neural.cli import run_command
-
-    return run_command("python -m neural.body", command)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

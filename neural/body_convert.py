@@ -4,7 +4,7 @@ The official SMPL model files (Loper et al. 2015) are Python 2 pickles holding n
 object (shapedirs) and a scipy.sparse J_regressor. A plain `pickle.load` would import and run whatever the
 file names, so `_SafeUnpickler` admits only the classes such a file needs and maps chumpy and scipy.sparse
 classes to small stand-ins that only hold their state; anything else is refused before it is called.
-Used by `python -m neural.body convert SRC.pkl DST.npz` (neural/body.py).
+Used by `python -m neural body convert SRC.pkl DST.npz` (neural/body.py).
 """
 
 from __future__ import annotations

@@ -77,8 +77,10 @@ def signals_as_exceptions() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_command(prog: str, command: Callable[[], int | None]) -> int:
-    """Run `command()` and turn its outcome into an exit code (its own return value, or 0 for None)."""
+def run_command(prog: str, command: Callable[[], int | None], *,
+                expected: tuple[type[BaseException], ...] = EXPECTED_ERRORS) -> int:
+    """Run `command()` and turn its outcome into an exit code (its own return value, or 0 for None). `expected`:
+    the errors a user causes and fixes, each reported in one line (a command may add its own)."""
     try:
         with signals_as_exceptions():
             code = command()
@@ -88,7 +90,7 @@ def run_command(prog: str, command: Callable[[], int | None]) -> int:
     except Terminated:
         print(f"{prog}: terminated (SIGTERM); files already written are complete", file=sys.stderr)
         return EXIT_SIGTERM
-    except EXPECTED_ERRORS as error:
+    except expected as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     return 0 if code is None else int(code)

@@ -29,7 +29,6 @@ of a fresh random jitter per call, no last-sample fill, and truncation means fix
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import pickle
 import re
@@ -59,7 +58,7 @@ DROPPED = (
     ("to_rgbs m3d_0..2", r"synthesis_network\.to_rgbs\.m3d_[012]\.", "skip-RGB starts at block 3"),
 )
 SMPL_HINT = ("download the SMPL model (SMPL_NEUTRAL.pkl) from https://smpl.is.tue.mpg.de and convert it: "
-             "`python -m neural.body convert SMPL_NEUTRAL.pkl smpl.npz`, then pass --body smpl.npz")
+             "`python -m neural body convert SMPL_NEUTRAL.pkl smpl.npz`, then pass --body smpl.npz")
 
 
 class OfficialImportError(ValueError):
@@ -243,7 +242,7 @@ def import_official(source: str | Path, destination: str | Path, *, body: str | 
                     config: GeneratorConfig | None = None, truncation_seed: int = TRUNCATION_SEED) -> ImportSummary:
     """Read official weights at `source`, write our checkpoint at `destination`, return the summary.
 
-    body: the user's SMPL body file (.npz, `python -m neural.body convert`), required, 6890 vertices; its
+    body: the user's SMPL body file (.npz, `python -m neural body convert`), required, 6890 vertices; its
     fingerprint is stored. config: None infers `paper-512` / `paper-256` from the shapes; pass one for reduced
     test models (docs/official_conventions.md §Golden fixture)."""
     from . import checkpoint
@@ -286,21 +285,6 @@ def import_official(source: str | Path, destination: str | Path, *, body: str | 
     checkpoint.save(destination, generator, body_fingerprint=body_model.fingerprint, step=step or 0, extra=extra,
                     refresh_truncation=False)
     return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", type=Path, help=f"official generator state dict (.pth), e.g. {RELEASED_FILE}")
-    parser.add_argument("destination", type=Path, help="checkpoint to write (.safetensors)")
-    parser.add_argument("--body", type=Path, default=None,
-                        help="SMPL body .npz (from `python -m neural.body convert SMPL_NEUTRAL.pkl smpl.npz`)")
-    parser.add_argument("--truncation-seed", type=int, default=TRUNCATION_SEED,
-                        help="seed of the 10,000 latents whose mean is the truncation centre")
-
-
-def run(args: argparse.Namespace) -> None:
-    """The `import-official` command: import and print the summary (errors propagate as ValueError)."""
-    print(import_official(args.source, args.destination, body=args.body,
-                          truncation_seed=args.truncation_seed).text())
 
 
 # torch's wordings for a global its weights-only reader refuses (2.6: "Unsupported global: GLOBAL x.y";

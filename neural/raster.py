@@ -15,14 +15,16 @@ clipping): fine for bodies in front of the camera, which is all the renderer dra
 """
 from __future__ import annotations
 
+import colorsys
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from .camera import Camera
 
-__all__ = ["Fragments", "rasterize", "part_map", "parts_seen", "ray_distance", "interpolate"]
+__all__ = ["Fragments", "rasterize", "part_map", "parts_seen", "ray_distance", "interpolate", "part_palette"]
 
 _EMPTY = torch.iinfo(torch.int64).max
 
@@ -226,3 +228,12 @@ def ray_distance(depth: Tensor, camera: Camera) -> Tensor:
     _, directions = camera.rays()                                                   # (B, H·W, 3) world, unit
     cos = (directions @ camera.world_to_camera[:, :3, :3].transpose(1, 2))[..., 2]  # camera z of a unit step
     return depth / cos.reshape(depth.shape)
+
+
+def part_palette() -> np.ndarray:
+    """(26, 3) uint8 colours: 0 fake (black), 1 background (white), 2..25 parts, well separated hues."""
+    colours = [(0, 0, 0), (255, 255, 255)]
+    for k in range(24):
+        r, g, b = colorsys.hsv_to_rgb((k * 0.618034) % 1.0, 0.55 + 0.35 * (k % 2), 0.95 - 0.25 * (k % 3 == 2))
+        colours.append((round(255 * r), round(255 * g), round(255 * b)))
+    return np.asarray(colours, dtype=np.uint8)

@@ -70,7 +70,7 @@ def write_tiny_model(path: Path, body_path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     generator = Generator(preset("tiny")).eval()
     try:
-        from neural.bench import realistic_weights_
+        from commands.bench import realistic_weights_
 
         realistic_weights_(generator)
     except ImportError:

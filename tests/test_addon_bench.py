@@ -1,11 +1,12 @@
-"""addon/bench.py: the overhead measurement renders real frames through Blender and splits each frame's time into
+"""commands/addon_bench.py: the overhead measurement renders real frames through Blender and splits each frame's time into
 the generator's part and the engine's part (small frames and the box body here; the real table is
-`python -m addon.bench`)."""
+`python -m commands.addon_bench`)."""
 
 import pytest
 from addon_fixtures import blank, registered, write_body
 
-from addon import bench, engine
+from addon import engine
+from commands import addon_bench as bench
 
 __all__ = ["blank", "registered"]
 

@@ -1,4 +1,4 @@
-"""addon/build.py: `python -m addon build --no-wheels` makes a zip that bpy's blender_ext.py accepts, holding the
+"""commands/build.py: `python -m addon build --no-wheels` makes a zip that bpy's blender_ext.py accepts, holding the
 add-on and the vendored `neural`; a fresh Blender process (temporary user folder, repository not on sys.path)
 installs it as an extension and renders a frame with the vendored code. The wheel path is checked with stand-in
 wheel files (no 200 MB download in CI)."""
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from addon_fixtures import write_body, write_tiny_model
 
-from addon import build
+from commands import build
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,8 @@ def test_build_install_in_a_fresh_blender_and_render(tmp_path):
                  "_vendor/neural/bench.py", "_vendor/neural/bench_raster.py", "_vendor/neural/demo.py",
                  "_vendor/neural/render_cli.py", "_vendor/neural/official.py"}
     assert not dev_tools & names and not any("__pycache__" in n for n in names)
+    assert not any("commands/" in n for n in names), "the command lines, benchmarks and demos (commands/) are not shipped"
+    assert {"frames.py", "passes.py", "_vendor/neural/frame.py", "_vendor/neural/skeleton.py"} <= names
     manifest = tomllib.loads(zipfile.ZipFile(zip_path).read("blender_manifest.toml").decode())
     assert manifest["id"] == "humangan" and manifest["license"] == ["SPDX:GPL-3.0-or-later"]
     assert "wheels" not in manifest and manifest["tagline"][-1].isalnum()

@@ -1,4 +1,4 @@
-"""addon/demo.py and demo_sheet.py: `python -m addon demo` writes the walk and turntable sequences (colour and Body
+"""commands/addon_demo.py and demo_sheet.py: `python -m addon demo` writes the walk and turntable sequences (colour and Body
 Part PNGs), the contact sheet and the GIFs and prints where; in the demo's frames each appearance seed keeps its
 clothing colours, part by part, across poses and camera views, while the two seeds differ.
 
@@ -19,7 +19,7 @@ from addon_fixtures import blank, registered, write_body, write_tiny_model
 from bpy_extras.object_utils import world_to_camera_view
 from PIL import Image
 
-from addon import demo
+from commands import addon_demo as demo
 from neural import checkpoint
 from neural.body import BodyModel, free_body_path
 from neural.config import preset

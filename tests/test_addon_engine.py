@@ -15,7 +15,7 @@ from PIL import Image
 
 from addon import engine, frames, rig, scene
 from addon.passes import srgb_to_linear
-from addon.demo import set_format
+from commands.addon_demo import set_format
 from neural.renderer import Renderer, default_model_path
 
 __all__ = ["blank", "registered"]

@@ -1,4 +1,4 @@
-"""addon/__main__.py: `python -m addon render --demo` builds the README scene and renders it through the engine;
+"""commands/blender.py: `python -m addon render --demo` builds the README scene and renders it through the engine;
 `--blend` renders a saved file to the same pixels; a frame that cannot be rendered as asked leaves no file and
 exits 1 naming the flag; SIGINT / SIGTERM (real signals to a real process) stop within a frame with 130 / 143,
 also in a plain bpy script; a saved .blend with "//" paths renders after moving; the demo's gait is a walk."""
@@ -19,7 +19,7 @@ from PIL import Image
 
 __all__ = ["registered"]  # a pytest fixture, used by name
 
-from addon.__main__ import _frames, _size, walk_pose
+from commands.blender import _frames, _size, walk_pose
 from neural.body import BodyModel
 
 ROOT = Path(__file__).resolve().parent.parent

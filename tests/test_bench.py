@@ -1,4 +1,4 @@
-"""neural/bench.py: `python -m neural.bench` on the tiny preset with one repeat writes the table and the JSON a
+"""commands/bench.py: `python -m commands.bench` on the tiny preset with one repeat writes the table and the JSON a
 reader checks (naive vs fast, their difference, FLOPs, memory, targets, the official anchors)."""
 
 import json
@@ -9,7 +9,7 @@ import pytest
 import torch
 from tiny_body import write_box_body
 
-from neural.bench import main, realistic_weights_
+from commands.bench import main, realistic_weights_
 from neural.config import preset
 from neural.generator import Generator
 
@@ -34,7 +34,7 @@ def test_bench_tiny_writes_table_and_json(tmp_path, capsys):
 
 
 def official_anchors_from_docs() -> dict:
-    """The official run's numbers read from the page that records them, independently of neural/bench.py's table:
+    """The official run's numbers read from the page that records them, independently of commands/bench.py's table:
     docs/official_conventions.md §Timings (the median rows at yaw 0), §FLOPs (whole frame), §Memory (peak, MiB)."""
     text = (Path(__file__).resolve().parents[1] / "docs" / "official_conventions.md").read_text(encoding="utf-8")
     anchors = {}

@@ -15,7 +15,8 @@ import scipy.sparse
 import torch
 from scipy.spatial.transform import Rotation
 
-from neural.body import BodyModel, axis_angle_to_matrix, free_body_path, main
+from neural.__main__ import main
+from neural.body import BodyModel, axis_angle_to_matrix, free_body_path
 from neural.skeleton import JOINT_NAMES, PARENTS
 from neural.body_convert import convert_smpl_pickle
 
@@ -260,13 +261,13 @@ def test_convert_and_info_commands(tmp_path, capsys):
     src, dst = tmp_path / "model.pkl", tmp_path / "out" / "model.npz"
     write_fake_smpl_pickle(src, arrays, protocol=2, sparse_format="csc")
     fingerprint = BodyModel(arrays=arrays).fingerprint
-    assert main(["info", str(src)]) == 0
+    assert main(["body", "info", str(src)]) == 0
     assert fingerprint in capsys.readouterr().out
-    run = subprocess.run([sys.executable, "-m", "neural.body", "convert", str(src), str(dst)], cwd=ROOT,
+    run = subprocess.run([sys.executable, "-m", "neural", "body", "convert", str(src), str(dst)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "60 vertices" in run.stdout and "10 betas" in run.stdout and fingerprint in run.stdout
-    assert main(["info", str(dst)]) == 0
+    assert main(["body", "info", str(dst)]) == 0
     assert fingerprint in capsys.readouterr().out
 
 
@@ -279,7 +280,7 @@ def test_converter_refuses_a_pickle_that_calls_os_system(tmp_path):
         convert_smpl_pickle(evil, tmp_path / "out.npz")
     assert str(evil) in str(error.value)
     assert not marker.exists() and not (tmp_path / "out.npz").exists()
-    assert main(["convert", str(evil), str(tmp_path / "out.npz")]) == 1
+    assert main(["body", "convert", str(evil), str(tmp_path / "out.npz")]) == 1
 
 
 def test_converter_refuses_unknown_classes_and_non_dicts(tmp_path):
@@ -319,7 +320,7 @@ def test_bad_body_files_name_file_and_key(tmp_path, change, culprit):
 def test_load_refuses_pickles_and_object_arrays(tmp_path):
     pkl = tmp_path / "SMPL_NEUTRAL.pkl"
     pkl.write_bytes(b"not read")
-    with pytest.raises(ValueError, match=r"SMPL_NEUTRAL\.pkl is a pickle.*neural\.body convert"):
+    with pytest.raises(ValueError, match=r"SMPL_NEUTRAL\.pkl is a pickle.*neural body convert"):
         BodyModel.load(pkl)
     arrays = synthetic_arrays()
     path = tmp_path / "sparse.npz"
@@ -369,7 +370,7 @@ def test_convert_refuses_to_write_over_its_source(tmp_path, capsys):
     before = src.read_bytes()
     (tmp_path / "hard.pkl").hardlink_to(src)
     for dst in (src, tmp_path / "hard.pkl", tmp_path / "." / "model.pkl"):
-        assert main(["convert", str(src), str(dst)]) == 1
+        assert main(["body", "convert", str(src), str(dst)]) == 1
         assert f"the output {dst} is the input {src}" in capsys.readouterr().err
     assert src.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["hard.pkl", "model.pkl"]
 
@@ -377,6 +378,6 @@ def test_convert_refuses_to_write_over_its_source(tmp_path, capsys):
 def test_a_damaged_pickle_is_named(tmp_path, capsys):
     bad = tmp_path / "broken.pkl"
     bad.write_bytes(b"\x80\x02}q\x00X\x01\x00\x00\x00a\xff\xff")  # protocol-2 start, then garbage
-    assert main(["convert", str(bad), str(tmp_path / "out.npz")]) == 1
+    assert main(["body", "convert", str(bad), str(tmp_path / "out.npz")]) == 1
     err = capsys.readouterr().err
     assert str(bad) in err and "Traceback" not in err and not (tmp_path / "out.npz").exists()

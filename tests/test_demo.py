@@ -4,7 +4,8 @@ import pytest
 from PIL import Image
 
 from neural.__main__ import main
-from neural.demo import POSES, part_palette, pose_tensor
+from commands.raster_demo import POSES, pose_tensor
+from neural.raster import part_palette
 
 
 @pytest.mark.slow

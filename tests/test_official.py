@@ -181,9 +181,9 @@ def test_optimiser_state_and_counters_beside_the_weights_are_dropped(fx, tmp_pat
 def test_the_body_must_be_an_smpl_file(fx, tmp_path, capsys):
     source = _write_pth(tmp_path / SOURCE_NAME, _official_state(fx))
     assert main(["import-official", str(source), str(tmp_path / "out.safetensors")]) == 1
-    assert "python -m neural.body convert SMPL_NEUTRAL.pkl smpl.npz" in capsys.readouterr().err
+    assert "python -m neural body convert SMPL_NEUTRAL.pkl smpl.npz" in capsys.readouterr().err
     box = write_box_body(tmp_path / "box.npz")
-    with pytest.raises(official.OfficialImportError, match="box.npz has 216 vertices.*SMPL.*6890.*neural.body convert"):
+    with pytest.raises(official.OfficialImportError, match="box.npz has 216 vertices.*SMPL.*6890.*neural body convert"):
         official.import_official(source, tmp_path / "out.safetensors", body=box, config=official_fixture.CONFIG)
     # The reduced fixture is neither released config: the command names both widths.
     assert main(["import-official", str(source), str(tmp_path / "out.safetensors"), "--body",

@@ -1,4 +1,4 @@
-"""neural/render_cli.py (`python -m neural render`): PNGs written for every frame × yaw, AMASS Z-up motion converted
+"""commands/render.py (`python -m neural render`): PNGs written for every frame × yaw, AMASS Z-up motion converted
 exactly to the body's Y-up frame, and errors that name the file and key."""
 
 from pathlib import Path
@@ -13,7 +13,7 @@ from tiny_body import write_tiny_model
 from neural.__main__ import main
 from neural.body import BodyModel
 from neural.config import preset
-from neural.render_cli import Z_UP_TO_Y_UP, load_motion
+from commands.render import Z_UP_TO_Y_UP, load_motion
 
 
 @pytest.fixture(scope="module")

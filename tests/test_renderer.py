@@ -7,7 +7,7 @@ import pytest
 import torch
 from tiny_body import write_box_body, write_tiny_model
 
-from neural.render_cli import orbit_request
+from commands.render import orbit_request
 from neural.renderer import Character, FrameRequest, RenderCancelled, Renderer
 
 SIZE = (96, 72)  # scene width, height

@@ -187,7 +187,7 @@ def test_resample_to_the_scene_rate():
 def test_bvh_pose_files_read_like_amass_ones(tmp_path, target):
     """neural.amass.read_amass on a .bvh: the retarget onto the free body, in AMASS's Z-up world, so that
     `python -m neural render --pose clip.bvh` turns it back to the body frame like any AMASS file."""
-    from neural.render_cli import Z_UP_TO_Y_UP
+    from commands.render import Z_UP_TO_Y_UP
 
     poses, trans = motion(target)
     path = smpl_bvh(tmp_path / "walk.bvh", poses, trans, target.joints)

@@ -54,7 +54,7 @@ def write_tiny_model(folder):
     import torch
 
     from neural import checkpoint
-    from neural.bench import realistic_weights_
+    from commands.bench import realistic_weights_
     from neural.body import BodyModel
     from neural.config import preset
     from neural.generator import Generator

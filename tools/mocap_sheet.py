@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from addon.demo_sheet import contact_sheet, on_background, pick
+from commands.demo_sheet import contact_sheet, on_background, pick
 from neural.__main__ import main as neural_main
 from neural.bvh import BvhMotion, read_bvh, write_bvh
 from neural.retarget import _body_axes, free_body_target, retarget, smpl_joints, source_from_bvh, world_positions

@@ -18,9 +18,8 @@ from torch import Tensor
 from neural.body import BodyModel, PosedBody
 from neural.camera import Camera
 from neural.config import GeneratorConfig
-from neural.demo import part_palette
 from neural.files import write_atomic
-from neural.raster import parts_seen
+from neural.raster import part_palette, parts_seen
 
 from .data import PhotoDataset, rotate_about_body
 

@@ -20,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from .files import refuse_overwriting_input, write_atomic
-    from .retarget import RetargetConfig, free_body_target, retarget_bvh, to_z_up
-    from .retarget_metrics import measure
-    from .retarget_names import parse_bone_map
+    from neural.files import refuse_overwriting_input, write_atomic
+    from neural.retarget import RetargetConfig, free_body_target, retarget_bvh, to_z_up
+    from neural.retarget_metrics import measure
+    from neural.retarget_names import parse_bone_map
 
     if args.out:
         refuse_overwriting_input(args.out, args.clip)

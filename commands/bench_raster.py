@@ -1,6 +1,6 @@
 """Timing of the rasteriser (neural/raster.py) on the free body: the part-map pass of every rendered frame.
 
-`bench_raster()` is called by the main benchmark (neural/bench.py); `python -m neural.bench_raster` prints it.
+`bench_raster()` is called by the main benchmark (commands/bench.py); `python -m commands.bench_raster` prints it.
 Target (docs/environment.md §Rasteriser): a 14k-vertex body at 512×256 (H×W) in ≤ 100 ms on a 2-core CPU.
 """
 from __future__ import annotations
@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .camera import Camera
-from .raster import part_map, rasterize
+from neural.body import free_body_path
+from neural.camera import Camera
+from neural.raster import part_map, rasterize
 
-FREE_BODY = Path(__file__).resolve().parent / "assets" / "free_body.npz"
+FREE_BODY = free_body_path()
 
 
 def bench_raster(*, body_path: str | Path = FREE_BODY, width: int = 256, height: int = 512, repeats: int = 10,

@@ -7,17 +7,16 @@ flat-shaded grey panel beside its part-colour panel.
 """
 from __future__ import annotations
 
-import colorsys
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .body import BodyModel, free_body_path
-from .skeleton import JOINT_NAMES
-from .camera import Camera, crop_camera
-from .raster import part_map, rasterize
+from neural.body import BodyModel, free_body_path
+from neural.skeleton import JOINT_NAMES
+from neural.camera import Camera, crop_camera
+from neural.raster import part_map, part_palette, rasterize
 
 # Axis-angle per joint, in degrees (direction = axis in the parent's frame, length = angle); body frame: Y up,
 # facing +Z, left = +X. Arms point along ±X in the T-pose, so ±Z turns raise or lower them; legs point down, so
@@ -57,15 +56,6 @@ def pose_tensor(joint_degrees: dict[str, tuple[float, float, float]]) -> torch.T
             raise ValueError(f"unknown joint {name!r}; valid names: {', '.join(JOINT_NAMES)}")
         pose[JOINT_NAMES.index(name)] = torch.deg2rad(torch.tensor(rotation, dtype=torch.float32))
     return pose
-
-
-def part_palette() -> np.ndarray:
-    """(26, 3) uint8 colours: 0 fake (black), 1 background (white), 2..25 parts, well separated hues."""
-    colours = [(0, 0, 0), (255, 255, 255)]
-    for k in range(24):
-        r, g, b = colorsys.hsv_to_rgb((k * 0.618034) % 1.0, 0.55 + 0.35 * (k % 2), 0.95 - 0.25 * (k % 3 == 2))
-        colours.append((round(255 * r), round(255 * g), round(255 * b)))
-    return np.asarray(colours, dtype=np.uint8)
 
 
 def render_panels(vertices: torch.Tensor, faces: torch.Tensor, parts: torch.Tensor, camera: Camera) -> np.ndarray:

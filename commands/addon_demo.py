@@ -37,7 +37,7 @@ WALK_DISTANCE, TURNTABLE_DISTANCE = 4.8, 4.3  # camera to subject, metres (50 mm
 
 def _arms_down(pose: np.ndarray, swing: float) -> None:
     """Arms hanging at the sides (swinging ±swing rad about body X), elbows a little bent; pose (24, 3) in place."""
-    from .rig import axis_angle_to_matrix, matrix_to_axis_angle
+    from addon.rig import axis_angle_to_matrix, matrix_to_axis_angle
 
     for joint, down, sign in ((16, -1.25, 1.0), (17, 1.25, -1.0)):
         rotation = axis_angle_to_matrix(np.array([sign * swing, 0, 0])) @ axis_angle_to_matrix(np.array([0, 0, down]))
@@ -80,7 +80,7 @@ def _setup(scene, *, frames: int, size: tuple[int, int]) -> None:
 def _add_human(scene, body, *, name: str, body_file: str, seed: int, location: tuple[float, float]):
     import bpy
 
-    from . import rig
+    from addon import rig
 
     scene.cursor.location = (location[0], location[1], 0.0)
     arm = rig.create_human(bpy.context, body, name=name, body_file=body_file)
@@ -131,8 +131,8 @@ def build_walk(scene, *, body_file: str = "", seeds: tuple[int, ...] = SEEDS, fr
 
     from neural.body import BodyModel
 
-    from . import rig
-    from .frames import body_path
+    from addon import rig
+    from addon.frames import body_path
 
     if not 1 <= len(seeds) <= len(WALKERS):
         raise ValueError(f"the walk has places for 1 to {len(WALKERS)} people; got {len(seeds)} seeds")
@@ -172,8 +172,8 @@ def build_turntable(scene, *, body_file: str = "", seed: int = SEEDS[0], frames:
 
     from neural.body import BodyModel
 
-    from . import rig
-    from .frames import body_path
+    from addon import rig
+    from addon.frames import body_path
 
     _setup(scene, frames=frames, size=size)
     arm = _add_human(scene, BodyModel.load(body_path(body_file)), name="Model", body_file=body_file, seed=seed,
@@ -252,7 +252,7 @@ def render_sequence(scene, folder: Path) -> Sequence:
     its people is no demo)."""
     import bpy
 
-    from . import engine, passes
+    from addon import engine, passes
 
     folder = Path(folder)
     (folder / "parts").mkdir(parents=True, exist_ok=True)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .amass import read_amass
-from .body import BodyModel
-from .cli import check_finite_image, psi_argument, seed_argument
-from .memory import check_render_size
-from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from neural.amass import read_amass
+from neural.body import BodyModel
+from neural.cli import check_finite_image, psi_argument, seed_argument
+from neural.memory import check_render_size
+from neural.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 Z_UP_TO_Y_UP = np.array([[1.0, 0, 0], [0, 0, 1], [0, -1, 0]])  # Rx(−90°): +Z → +Y, +Y → −Z
 
@@ -63,8 +63,8 @@ def orbit_request(vertices: np.ndarray, character, *, yaw_deg: float, width: int
                   fov_y_deg: float = 30.0, pitch_deg: float = 0.0):
     """A FrameRequest whose camera orbits the posed body (vertices (V, 3), body frame = world) at yaw_deg,
     framing its bounding sphere; yaw 0 looks at the body's front (from +Z)."""
-    from .camera import Camera
-    from .renderer import FrameRequest
+    from neural.camera import Camera
+    from neural.renderer import FrameRequest
 
     center = 0.5 * (vertices.min(0) + vertices.max(0))
     radius = float(np.linalg.norm(vertices - center, axis=1).max())
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> list[Path]:
     file or value): nothing is written for it, and `python -m neural render` exits 1 (130 on Ctrl+C)."""
     from PIL import Image
 
-    from .files import refuse_overwriting_input, write_atomic
-    from .renderer import Character, Renderer
+    from neural.files import refuse_overwriting_input, write_atomic
+    from neural.renderer import Character, Renderer
 
     renderer = Renderer(model_path=args.model, body_path=args.body, device=args.device)
     motion = load_motion(args.pose, renderer.body, z_up=not args.y_up) if args.pose else t_pose()

@@ -1,9 +1,9 @@
-"""Pictures of the product demo (addon/demo.py) from its PNG sequences: a contact sheet and animated GIFs.
+"""Pictures of the product demo (commands/addon_demo.py) from its PNG sequences: a contact sheet and animated GIFs.
 
 The frames are RGBA with straight alpha (the people over a transparent background); both pictures lay them over
 white, the background of the generator's training images (around the body the pose field's opacity adds alpha, and
 a trained generator paints that halo the white it learnt; over another colour it shows as a pale rim). The Body
-Part row colours each part as `python -m neural demo` does (neural.demo.part_palette). Pillow and numpy only, no
+Part row colours each part as `python -m neural demo` does (neural.raster.part_palette). Pillow and numpy only, no
 bpy.
 """
 
@@ -30,7 +30,7 @@ def part_colours(path: Path):
     """A Body Part PNG (0 = background, SMPL joint index + 1) → RGB PIL image in the part palette."""
     from PIL import Image
 
-    from neural.demo import part_palette
+    from neural.raster import part_palette
 
     labels = np.asarray(Image.open(path))
     if labels.ndim != 2 or labels.max() > 24:

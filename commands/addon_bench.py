@@ -1,4 +1,4 @@
-"""`python -m addon.bench`: the render engine's cost per frame beyond the generator (target ≤ 20 ms at 512×256).
+"""`python -m commands.addon_bench`: the render engine's cost per frame beyond the generator (target ≤ 20 ms at 512×256).
 
 A walking human (free body, procedural gait, new pose every frame) is rendered through Blender's own render
 operator; the time spent inside `neural.Renderer.render` is subtracted from each frame's wall time. What is left
@@ -37,8 +37,8 @@ def _scene(width: int, height: int, frames: int, model: Path | None, body_file: 
 
     import addon
 
-    from .demo import build_walk
-    from .frames import body_path
+    from .addon_demo import build_walk
+    from addon.frames import body_path
 
     if not hasattr(bpy.types.Scene, "humangan"):
         addon.register()
@@ -59,7 +59,7 @@ def measure(*, frames: int = 10, width: int = 512, height: int = 256, model: Pat
 
     from neural.renderer import Renderer
 
-    from . import engine
+    from addon import engine
 
     inside: list[float] = []
     original = Renderer.render
@@ -110,7 +110,7 @@ def components(*, frames: int = 10, width: int = 512, height: int = 256, body_fi
 
     from neural.frame import FrameResult
 
-    from . import frames, passes, scene as scene_module
+    from addon import frames, passes, scene as scene_module
 
     with tempfile.TemporaryDirectory(prefix="humangan-bench-") as tmp:
         scene = _scene(width, height, frames + 1, None, body_file, Path(tmp))
@@ -140,7 +140,7 @@ def table(rows: list[tuple[str, dict[str, float]]], width: int, height: int) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m addon.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m commands.addon_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--size", default="512x256", help="W×H, e.g. 512x256")
     parser.add_argument("--model", type=Path, help="generator checkpoint (default: a tiny random model)")

@@ -1,4 +1,4 @@
-"""`python -m neural.bench`: speed, FLOP efficiency and memory of the generator, naive against fast
+"""`python -m commands.bench`: speed, FLOP efficiency and memory of the generator, naive against fast
 (docs/overview.md §Speed).
 
 For each preset (random weights made realistic: non-trivial batch-norm statistics, converged spectral norms, a
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from neural.cli import run_command
 
 OFFICIAL = {  # docs/official_conventions.md §Timings, §FLOPs, §Memory: CPU, 2 threads, batch 1, fp32
     "paper-512": {"ms": 48030.0, "field_ms": 7090.0, "backbone_ms": 40090.0, "gflop": 2040.0, "rss_mib": 2939.0},
@@ -98,8 +100,8 @@ def realistic_weights_(generator: torch.nn.Module, seed: int = 0) -> None:
 
 def _scene(config, body_path: Path, device: torch.device, batch: int = 1):
     """A posed body (arms lowered, one knee bent) seen from an orbit camera at yaw 20°, and its crop camera."""
-    from .body import BodyModel
-    from .camera import Camera, crop_camera
+    from neural.body import BodyModel
+    from neural.camera import Camera, crop_camera
 
     body = BodyModel.load(body_path).to(device)
     pose = torch.zeros(batch, 24, 3, device=device)
@@ -117,10 +119,10 @@ def _scene(config, body_path: Path, device: torch.device, batch: int = 1):
 def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.device, body_path: Path,
             model: Path | None = None) -> dict:
     """All numbers of one preset (random realistic weights), or of the checkpoint `model`, in this process."""
-    from .backbone import backbone_flops
-    from .config import preset as get_preset
-    from .generator import Generator
-    from .renderer import Character, FrameRequest, Renderer
+    from neural.backbone import backbone_flops
+    from neural.config import preset as get_preset
+    from neural.generator import Generator
+    from neural.renderer import Character, FrameRequest, Renderer
 
     if model is None:
         config = get_preset(preset)
@@ -128,7 +130,7 @@ def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.devi
         generator = Generator(config).eval().to(device)
         realistic_weights_(generator)
     else:
-        from .checkpoint import load
+        from neural.checkpoint import load
 
         generator, meta = load(model, device=device)
         config, preset = meta.config, preset_name(meta.config)
@@ -185,7 +187,7 @@ def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.devi
 
 def preset_name(config) -> str:
     """The name of the preset equal to `config`, else "custom"."""
-    from .config import PRESETS
+    from neural.config import PRESETS
 
     return next((name for name, c in PRESETS.items() if c == config), "custom")
 
@@ -224,7 +226,7 @@ def _child(args) -> int:
 
 def _run_child(preset: str, device: str, repeats: int, naive_repeats: int, body: Path, threads: int | None,
                model: Path | None = None) -> dict:
-    cmd = [sys.executable, "-m", "neural.bench", "--child", preset, "--device", device, "--repeats", str(repeats),
+    cmd = [sys.executable, "-m", "commands.bench", "--child", preset, "--device", device, "--repeats", str(repeats),
            "--naive-repeats", str(naive_repeats), "--body", str(body)]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -288,9 +290,9 @@ def table(rows: list[dict], raster: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .body import free_body_path
+    from neural.body import free_body_path
 
-    parser = argparse.ArgumentParser(prog="python -m neural.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m commands.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=None,
                         help=f"generator presets to measure with random weights (default: {' '.join(DEFAULT_PRESETS)}, "
                         "or none with --model)")
@@ -311,25 +313,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         args.preset = args.child
         return _child(args)
+    return run_command("python -m commands.bench", lambda: _measure(args))
+
+
+def _measure(args: argparse.Namespace) -> None:
     if not args.body.is_file():
-        print(f"error: body file {args.body} does not exist; pass --body BODY.npz", file=sys.stderr)
-        return 1
+        raise FileNotFoundError(f"body file {args.body} does not exist; pass --body BODY.npz")
     presets = args.presets if args.presets is not None else [] if args.model else list(DEFAULT_PRESETS)
     jobs = [(name, None) for name in presets]
     if args.model is not None:
-        from .body import BodyModel
-        from .checkpoint import read_metadata
+        from neural.body import BodyModel
+        from neural.checkpoint import read_metadata
 
-        try:
-            meta = read_metadata(args.model)
-            fingerprint = BodyModel.load(args.body).fingerprint
-        except (ValueError, FileNotFoundError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+        meta = read_metadata(args.model)
+        fingerprint = BodyModel.load(args.body).fingerprint
         if fingerprint != meta.body_fingerprint:
-            print(f"error: model {args.model} was made for the body with fingerprint {meta.body_fingerprint}, but "
-                  f"body file {args.body} has {fingerprint}; pass --body with the model's body file", file=sys.stderr)
-            return 1
+            raise ValueError(f"model {args.model} was made for the body with fingerprint {meta.body_fingerprint}, "
+                             f"but body file {args.body} has {fingerprint}; pass --body with the model's body file")
         jobs.append((preset_name(meta.config), args.model))
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     devices = [d for d in devices if d != "cuda" or torch.cuda.is_available()]
@@ -345,7 +345,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "raster": raster, "targets": TARGETS, "official": OFFICIAL},
                                         indent=2))
-    return 0
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ADDON_DIR = Path(__file__).resolve().parent
+ADDON_DIR = ROOT / "addon"
 NEURAL_DIR = ROOT / "neural"
 MANIFEST = ROOT / "blender_manifest.toml"
-DEV_ONLY = {"build.py", "__main__.py", "bench.py", "demo.py", "demo_sheet.py"}  # add-on files Blender never runs
-NEURAL_DEV_ONLY = ("__main__.py", "render_cli.py", "official.py", "demo.py", "bench.py", "bench_raster.py")
+DEV_ONLY = {"__main__.py"}  # the add-on's command line (`python -m addon`): Blender never runs it
+NEURAL_DEV_ONLY = ("__main__.py", "official.py")  # the command line, and the one-off import of the official weights
 RUNTIME_DEPENDENCIES = ("typing_extensions",)  # of torch's declared ones, what `import torch` + rendering load
 WHEEL_REQUIREMENTS = ("torch==2.13.0+cpu", "safetensors>=0.4")
 BLENDER_PLATFORM = "linux-x64"
