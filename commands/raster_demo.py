@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from neural.body import BodyModel, free_body_path
-from neural.skeleton import JOINT_NAMES
 from neural.camera import Camera, crop_camera
 from neural.raster import part_map, part_palette, rasterize
+from neural.skeleton import JOINT_NAMES
 
 # Axis-angle per joint, in degrees (direction = axis in the parent's frame, length = angle); body frame: Y up,
 # facing +Z, left = +X. Arms point along ±X in the T-pose, so ±Z turns raise or lower them; legs point down, so

@@ -142,7 +142,7 @@ def read_smpl_pickle(path: str | Path) -> dict[str, np.ndarray]:
 
 def convert_smpl_pickle(src: str | Path, dst: str | Path) -> Path:
     """Write `dst` (.npz, float32, pickle-free) from the SMPL pickle `src`, after checking it as a body file."""
-    from neural.body import BodyModel
+    from .body import BodyModel
 
     src, dst = Path(src), Path(dst)
     refuse_overwriting_input(dst, src)

@@ -73,10 +73,10 @@ class Generator(nn.Module):
         self.pose_mapping.compute_truncation_means(seed=seed, n=n)
 
     def prepare(self, z: Tensor, body, camera, *, psi: float = 1.0, jitter: Tensor | None = None,
-                generator: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
+                rng: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
                 fast: bool = True, style_scale: int = 1) -> Styles:
         """Mapping networks and the rendered pose field. z (B, latent_dim); body: PosedBody (B); camera: Camera
-        (B) in the body frame at the output resolution. jitter (B, h·w, S) recorded uniform draws, or generator
+        (B) in the body frame at the output resolution. jitter (B, h·w, S) recorded uniform draws, or rng
         to draw them, else bin centres (PoseMappingNetwork.forward); last_back: the official inference's
         background rule (docs/official_conventions.md §Forward pass, step 6); noise_std: density noise (training only).
 
@@ -108,7 +108,7 @@ class Generator(nn.Module):
                 volume_scale = style_scale // readout_scale
                 canonical = canonical.resized(config.render_width * volume_scale,
                                               config.render_height * volume_scale)
-            pose = self.pose_mapping(condition, canonical, psi=psi, jitter=jitter, generator=generator,
+            pose = self.pose_mapping(condition, canonical, psi=psi, jitter=jitter, rng=rng,
                                      last_back=last_back, noise_std=noise_std, fast=fast,
                                      readout_scale=readout_scale)
         folded = None
@@ -129,11 +129,11 @@ class Generator(nn.Module):
         return styles.pose.opacity
 
     def forward(self, z: Tensor, body, camera, *, psi: float = 1.0, jitter: Tensor | None = None,
-                generator: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
+                rng: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
                 pixels: Tensor | None = None, fast: bool = True) -> GeneratorOutput:
         """z (B, latent_dim), body: PosedBody (B), camera: Camera (B) in the body frame at the output resolution
         → GeneratorOutput. pixels (N, 2) int64 (x, y): only those output pixels (exact; eval mode)."""
-        styles = self.prepare(z, body, camera, psi=psi, jitter=jitter, generator=generator, last_back=last_back,
+        styles = self.prepare(z, body, camera, psi=psi, jitter=jitter, rng=rng, last_back=last_back,
                               noise_std=noise_std, fast=fast)
         image = self.synthesize(styles, pixels=pixels, fast=fast)
         return GeneratorOutput(image=image, style_map=styles.pose.style_map, opacity=styles.pose.opacity,

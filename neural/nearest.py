@@ -177,13 +177,14 @@ class VertexBlocks:
 class NearestVertices:
     """Nearest posed vertex for batches of points: built once per body batch, queried per chunk of points.
 
-    vertices (B, V, 3). fast=True: `VertexBlocks`; fast=False: chunked brute force (the reference). Both return
+    vertices (B, V, 3). Searched through `VertexBlocks`, or with brute_force=True by chunked brute force (the
+    reference). Both return
     identical results. rest (V, 3): the same mesh in its rest pose (e.g. the template); its kd-tree leaves then
     partition every posed mesh of the batch, one partition instead of B (posing bends a mesh, so its surface patches
     stay compact). Results never depend on it.
     """
 
-    def __init__(self, vertices: Tensor, *, fast: bool = True, rest: Tensor | None = None) -> None:
+    def __init__(self, vertices: Tensor, *, brute_force: bool = False, rest: Tensor | None = None) -> None:
         if vertices.dim() != 3 or vertices.shape[-1] != 3 or vertices.shape[1] == 0:
             raise ValueError(f"vertices must be (B, V, 3) with V ≥ 1, got {tuple(vertices.shape)}")
         if rest is not None and rest.shape != vertices.shape[1:]:
@@ -191,7 +192,7 @@ class NearestVertices:
                              f"got {tuple(rest.shape)}")
         self.vertices = vertices.detach()
         self.blocks = None
-        if fast:
+        if not brute_force:
             if rest is None:
                 self.blocks = [VertexBlocks.build(v) for v in self.vertices]
             else:

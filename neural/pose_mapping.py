@@ -31,14 +31,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from neural.body import PosedBody
-from neural.skeleton import NUM_JOINTS
-from neural.camera import Camera
-from neural.config import GeneratorConfig
-from neural.nearest import NearestVertices
-from neural.raster import interpolate, rasterize
-from neural.pose_field import OFFICIAL_PREFIXES, PoseField, PoseMLP
-from neural.volume_rendering import composite, sample_rays
+from .body import PosedBody
+from .camera import Camera
+from .config import GeneratorConfig
+from .nearest import NearestVertices
+from .pose_field import OFFICIAL_PREFIXES, PoseField, PoseMLP
+from .raster import interpolate, rasterize
+from .skeleton import NUM_JOINTS
+from .volume_rendering import composite, sample_rays
 
 __all__ = ["OFFICIAL_PREFIXES", "PoseCondition", "PoseMap", "PoseMappingNetwork", "canonical_frame", "condition",
            "geo_features"]
@@ -121,7 +121,7 @@ def geo_features(points: Tensor, body: PoseCondition, order: Literal["default", 
     if points.shape != (B, N, 3) or B != body.batch_size:
         raise ValueError(f"points must be (B={body.batch_size}, N, 3), got {tuple(points.shape)}")
     if nearest is None:
-        nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)(points)
+        nearest = NearestVertices(body.vertices, brute_force=not fast, rest=body.template)(points)
     index = nearest[1]
     joint_dist = (points[:, :, None, :] - body.joints[:, None]).norm(dim=-1) / 2.4
     # inv_ex: linalg.inv's singularity check is a host sync on CUDA; LBS transforms are rigid, never singular
@@ -200,11 +200,11 @@ class PoseMappingNetwork(nn.Module):
         """The pose field at arbitrary points (B, N, 3), generator frame → (B, N, 3 + Ns + 1) =
         [rgb in (0, 1), feature (Ns), σ raw density], in chunks of bounded memory. Always float32 (see forward)."""
         with torch.autocast(points.device.type, enabled=False):
-            nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
+            nearest = NearestVertices(body.vertices, brute_force=not fast, rest=body.template)
             return self._field(points, body, self._evaluator(psi, fast), nearest)
 
     def forward(self, body: PoseCondition, camera: Camera, *, psi: float = 1.0, jitter: Tensor | None = None,
-                generator: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
+                rng: torch.Generator | None = None, last_back: bool = False, noise_std: float = 0.0,
                 fast: bool = True, readout_scale: int = 1) -> PoseMap:
         """Render the pose field through `camera` (any resolution h × w, in the generator frame: the caller's
         camera transformed by `cano` from `condition`).
@@ -214,7 +214,7 @@ class PoseMappingNetwork(nn.Module):
         stay at h × w. Where the body is seen this equals rendering the field at k× (the volume only decides the
         pixels that miss it), at the cost of the k²·h·w surface points instead of k²·h·w·S samples.
 
-        jitter (B, h·w, S) uniform draws reproduce a recorded stratified sampling; generator draws them (training);
+        jitter (B, h·w, S) uniform draws reproduce a recorded stratified sampling; rng draws them (training);
         neither samples bin centres. last_back: the official inference fill. noise_std: density noise (training).
         fast=False is the faithful reference (brute-force nearest vertex, literal field); both give the same map.
         Always float32, also inside an autocast region: sin(30·…) layers turn bf16 rounding into O(1) errors
@@ -232,7 +232,7 @@ class PoseMappingNetwork(nn.Module):
             raise ValueError(f"readout_scale {readout_scale!r}: a positive integer, and > 1 only with the surface "
                              "readout (readout_subsamples 1); render a volume readout through a finer camera instead")
         with torch.autocast(camera.K.device.type, enabled=False):
-            pose = self._render(body, camera, psi=psi, jitter=jitter, generator=generator, last_back=last_back,
+            pose = self._render(body, camera, psi=psi, jitter=jitter, rng=rng, last_back=last_back,
                                 noise_std=noise_std, fast=fast)
             return pose if readout_scale == 1 else self._fine_surface(pose, body, camera, psi, fast, readout_scale)
 
@@ -248,7 +248,7 @@ class PoseMappingNetwork(nn.Module):
         coarse = torch.cat([pose.rgb, pose.style_map], 1)
         out = F.interpolate(coarse, size=(fine.height, fine.width), mode="bilinear", align_corners=False)
         out = out.flatten(2).transpose(1, 2).clone()                                      # (B, k²hw, 3 + Ns)
-        nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
+        nearest = NearestVertices(body.vertices, brute_force=not fast, rest=body.template)
         for b in range(B):
             index = hit[b].nonzero()[:, 0]
             if len(index):
@@ -260,13 +260,13 @@ class PoseMappingNetwork(nn.Module):
                        optical_depth=pose.optical_depth)
 
     def _render(self, body: PoseCondition, camera: Camera, *, psi: float, jitter: Tensor | None,
-                generator: torch.Generator | None, last_back: bool, noise_std: float, fast: bool) -> PoseMap:
+                rng: torch.Generator | None, last_back: bool, noise_std: float, fast: bool) -> PoseMap:
         cfg = self.config
         samples = sample_rays(camera, num_samples=cfg.num_samples, ray_start=cfg.ray_start, ray_end=cfg.ray_end,
-                              jitter=jitter, generator=generator)
+                              jitter=jitter, rng=rng)
         B, R, S = samples.t.shape
         evaluate = self._evaluator(psi, fast)
-        nearest = NearestVertices(body.vertices, fast=fast, rest=body.template)
+        nearest = NearestVertices(body.vertices, brute_force=not fast, rest=body.template)
         rays_per_chunk = max(1, _chunk_floats(samples.t) // (S * 2 * cfg.hidden_dim))
         h, w, n = camera.height, camera.width, cfg.readout_subsamples
         if cfg.readout == "surface":
@@ -283,7 +283,7 @@ class PoseMappingNetwork(nn.Module):
             out = self._field(points.reshape(B, -1, 3), body, evaluate, nearest)
             out = out.reshape(*t.shape, -1)
             rendered = composite(out[..., :-1], out[..., -1], t, last_back=last_back, noise_std=noise_std,
-                                 generator=generator)
+                                 rng=rng)
             if cfg.readout == "surface":
                 O = rendered.opacity[..., None, None]  # (B, r, 1, 1)
                 t_end = rendered.depth[..., None] / O[..., 0].clamp_min(1e-6)  # t̄: in the slab; O·t̄ = Σ w·t exactly
@@ -308,10 +308,10 @@ class PoseMappingNetwork(nn.Module):
                        depth=image(torch.cat(depth, 1)[..., None]),
                        optical_depth=image(torch.cat(optical_depth, 1)[..., None]))
 
-    def _evaluator(self, psi: float, fast: bool) -> Callable[[Tensor, Tensor], Tensor]:
-        """points (B, n, 3), geo (B, n, 31) → field output (B, n, 3 + Ns + 1): literal, or folded (fast)."""
+    def _evaluator(self, psi: float, folded: bool) -> Callable[[Tensor, Tensor], Tensor]:
+        """points (B, n, 3), geo (B, n, 31) → field output (B, n, 3 + Ns + 1): literal, or folded."""
         freq, phase = self.modulation(psi)
-        if not fast:
+        if not folded:
             return lambda p, geo: self.field(p, geo, freq, phase)
         folded = self.field.fold(freq, phase)
         return lambda p, geo: folded(p.reshape(-1, 3), geo.reshape(-1, geo.shape[-1])).reshape(*p.shape[:2], -1)
@@ -332,5 +332,5 @@ def _take_body(body: PoseCondition, b: int) -> PoseCondition:
 
 
 def _take_nearest(nearest: NearestVertices, body: PoseCondition, b: int, fast: bool) -> NearestVertices:
-    return nearest if body.batch_size == 1 else NearestVertices(body.vertices[b:b + 1], fast=fast,
+    return nearest if body.batch_size == 1 else NearestVertices(body.vertices[b:b + 1], brute_force=not fast,
                                                                 rest=body.template)

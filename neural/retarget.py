@@ -34,8 +34,8 @@ import numpy as np
 
 from .bvh import BvhMotion, read_bvh
 from .retarget_names import check_bone_map, match_bones, require_body
-from .skeleton import JOINT_NAMES, PARENTS, snap_to_axis
 from .rotations import axis_angle_to_matrix, matrix_to_axis_angle, matrix_to_quaternion, quaternion_to_matrix
+from .skeleton import JOINT_NAMES, PARENTS, snap_to_axis
 
 Units = Literal["auto", "m", "cm", "mm", "inch", "cmu"]
 METRES_PER_UNIT = {"m": 1.0, "cm": 0.01, "mm": 0.001, "inch": 0.0254, "cmu": 0.0254 / 0.45}

@@ -46,11 +46,11 @@ class Composite:
 
 
 def sample_rays(camera: Camera, *, num_samples: int, ray_start: float, ray_end: float, jitter: Tensor | None = None,
-                generator: torch.Generator | None = None) -> RaySamples:
+                rng: torch.Generator | None = None) -> RaySamples:
     """Stratified samples t_i = t0 + linspace(ray_start, ray_end, S)_i + (u_i − ½)·Δ along every pixel's ray.
 
     t0 = z of the world origin in the camera frame; Δ the bin width. u: `jitter` (B, R, S) given (reproduces a
-    recorded official draw), else uniform draws from `generator` (training), else ½ (bin centres; default).
+    recorded official draw), else uniform draws from `rng` (training), else ½ (bin centres; default).
     """
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2 (stratified bins), got {num_samples}")
@@ -65,8 +65,8 @@ def sample_rays(camera: Camera, *, num_samples: int, ray_start: float, ray_end: 
             raise ValueError(f"jitter must be (B={B}, rays={R}, samples={num_samples}) uniform draws in [0, 1), "
                              f"got {tuple(jitter.shape)}")
         u = jitter.to(dtype=dtype, device=device)
-    elif generator is not None:
-        u = torch.rand(B, R, num_samples, generator=generator, device=generator.device).to(dtype=dtype, device=device)
+    elif rng is not None:
+        u = torch.rand(B, R, num_samples, generator=rng, device=rng.device).to(dtype=dtype, device=device)
     else:
         u = torch.full((B, R, num_samples), 0.5, dtype=dtype, device=device)
     t = t[:, None, :] + (u - 0.5) * step[:, None, :]
@@ -75,13 +75,13 @@ def sample_rays(camera: Camera, *, num_samples: int, ray_start: float, ray_end: 
 
 
 def composite(features: Tensor, sigma: Tensor, t: Tensor, *, last_back: bool = False, noise_std: float = 0.0,
-              generator: torch.Generator | None = None) -> Composite:
+              rng: torch.Generator | None = None) -> Composite:
     """NeRF quadrature with a white background: F = Σ_i w_i f_i + (1 − O) in every channel.
 
     features (B, R, S, C), sigma (B, R, S) raw densities, t (B, R, S) increasing along each ray.
     δ_i = t_{i+1} − t_i, δ_last = 1e9; α_i = 1 − exp(−δ_i·relu(σ_i + noise)); T_i = Π_{j<i}(1 − α_j + 1e-12);
     w_i = α_i T_i; O = Σ w_i. last_back (the official inference fill) adds 1 − O to the last weight before the
-    sums, while the background term keeps the pre-fill O. noise ~ N(0, noise_std²) from `generator` (training).
+    sums, while the background term keeps the pre-fill O. noise ~ N(0, noise_std²) from `rng` (training).
     optical_depth τ = Σ_i δ'_i·relu(σ_i) with the last interval as wide as the one before it: the slab's own
     thickness, whose gradient does not vanish where O has saturated to 1 (training's silhouette loss).
     """
@@ -90,8 +90,8 @@ def composite(features: Tensor, sigma: Tensor, t: Tensor, *, last_back: bool = F
                          f"{tuple(sigma.shape)}, {tuple(t.shape)}")
     delta = torch.cat([t[..., 1:] - t[..., :-1], torch.full_like(t[..., :1], 1e9)], dim=-1)
     if noise_std > 0:
-        noise = torch.randn(sigma.shape, generator=generator, device=sigma.device if generator is None
-                            else generator.device).to(sigma)
+        noise = torch.randn(sigma.shape, generator=rng, device=sigma.device if rng is None
+                            else rng.device).to(sigma)
         sigma = sigma + noise * noise_std
     density = torch.relu(sigma)
     alpha = 1 - torch.exp(-delta * density)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from neural.bvh import BvhMotion, BvhSkeleton, channel_values, write_bvh
-from neural.skeleton import JOINT_NAMES, PARENTS
 from neural.rotations import axis_angle_to_matrix
+from neural.skeleton import JOINT_NAMES, PARENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CMU_PLACES = (ROOT / ".cache/assimp-testmodels/usr/share/assimp/models/BVH", Path("/usr/share/assimp/models/BVH"))

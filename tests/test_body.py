@@ -17,8 +17,8 @@ from scipy.spatial.transform import Rotation
 
 from neural.__main__ import main
 from neural.body import BodyModel, axis_angle_to_matrix, free_body_path
-from neural.skeleton import JOINT_NAMES, PARENTS
 from neural.body_convert import convert_smpl_pickle
+from neural.skeleton import JOINT_NAMES, PARENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SMPL_ROOT_PARENT = 4294967295  # how the official files store the root's parent (uint32 -1)

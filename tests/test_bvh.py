@@ -10,8 +10,8 @@ from mocap_fixture import CMU_PLACES, cmu_clip, smooth_poses, smpl_bvh
 
 from neural.bvh import BvhError, axis_rotation, matrix_to_euler, read_bvh, write_bvh
 from neural.retarget import free_body_target
-from neural.skeleton import JOINT_NAMES
 from neural.rotations import axis_angle_to_matrix
+from neural.skeleton import JOINT_NAMES
 
 
 def test_cmu_clip_is_read_with_its_skeleton_rate_and_t_pose(tmp_path):

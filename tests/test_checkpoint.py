@@ -37,7 +37,7 @@ def trained(scene):
     g = Generator(TINY).train()
     with torch.no_grad():
         for i in range(2):
-            g(g.sample_z(i, 1), body, crop, generator=torch.Generator().manual_seed(i))
+            g(g.sample_z(i, 1), body, crop, rng=torch.Generator().manual_seed(i))
     return g.eval()
 
 

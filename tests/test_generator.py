@@ -45,7 +45,7 @@ def _calibrated(config, body, camera, seed=0):
                 m.bias.normal_(0.0, 0.2)
         g.train()
         for i in range(3):
-            g(g.sample_z(100 + i, 2), body, camera, generator=torch.Generator().manual_seed(i))
+            g(g.sample_z(100 + i, 2), body, camera, rng=torch.Generator().manual_seed(i))
     g.compute_truncation_means(n=500)
     return g.eval()
 
@@ -131,7 +131,7 @@ def test_determinism_per_seed(setup):
         a = g(z, body, crop, psi=0.7).image
         assert torch.equal(a, g(z, body, crop, psi=0.7).image)
         assert (a - g(g.sample_z(12, 2), body, crop, psi=0.7).image).abs().max() > 1e-3
-        jittered = [g(z, body, crop, generator=torch.Generator().manual_seed(s)).image for s in (1, 1, 2)]
+        jittered = [g(z, body, crop, rng=torch.Generator().manual_seed(s)).image for s in (1, 1, 2)]
     assert torch.equal(jittered[0], jittered[1]) and not torch.equal(jittered[0], jittered[2])
 
 
@@ -187,7 +187,7 @@ def test_training_gradients_reach_every_trained_group(setup):
     torch.manual_seed(1)
     g = Generator(TINY).train()
     g.compute_truncation_means(n=100)
-    out = g(g.sample_z(1, 2), body, crop, generator=torch.Generator().manual_seed(0), noise_std=0.5)
+    out = g(g.sample_z(1, 2), body, crop, rng=torch.Generator().manual_seed(0), noise_std=0.5)
     (out.image.square().mean() + out.style_map.mean()).backward()
     groups = g.parameter_groups()
     assert set(groups) == {"pose_mlp", "pose_field", "appearance", "backbone"}

@@ -77,7 +77,7 @@ def test_rest_pose_partition_is_exact_however_poor():
     fixture = official_fixture.load()
     vertices = torch.from_numpy(fixture["in/vertices"])  # (2, 6890, 3) posed
     points = torch.stack([_ray_samples(v, 600, 8, seed=6) for v in vertices])
-    naive = NearestVertices(vertices, fast=False)(points)
+    naive = NearestVertices(vertices, brute_force=True)(points)
     noise = torch.rand(vertices.shape[1:], generator=torch.Generator().manual_seed(7))
     for rest in (torch.from_numpy(fixture["in/tpose_vertices"][0]), noise):
         _assert_same(NearestVertices(vertices, rest=rest)(points), naive)
@@ -90,7 +90,7 @@ def test_official_nearest_vertices_reproduced():
     points = torch.from_numpy(fixture["mid/points"])
     vertices = torch.from_numpy(fixture["in/vertices"])
     for fast in (True, False):
-        d2, index = NearestVertices(vertices, fast=fast)(points)
+        d2, index = NearestVertices(vertices, brute_force=not fast)(points)
         assert np.array_equal(index.numpy(), fixture["mid/nearest_vertex_idx"].astype(np.int64))
         np.testing.assert_allclose(d2.numpy(), fixture["mid/nearest_vertex_d2"], atol=1e-6)
 
@@ -99,8 +99,8 @@ def test_batched_search_and_errors():
     g = torch.Generator().manual_seed(4)
     vertices = torch.randn(2, 300, 3, generator=g)
     points = torch.randn(2, 1000, 3, generator=g)
-    fast = NearestVertices(vertices, fast=True)(points)
-    naive = NearestVertices(vertices, fast=False)(points)
+    fast = NearestVertices(vertices, brute_force=False)(points)
+    naive = NearestVertices(vertices, brute_force=True)(points)
     assert fast[0].shape == (2, 1000) and fast[1].dtype == torch.int64
     _assert_same(fast, naive)
     _assert_same((fast[0][1], fast[1][1]), nearest_naive(points[1], vertices[1]))

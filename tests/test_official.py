@@ -17,9 +17,9 @@ import official_fixture
 from neural import checkpoint, official
 from neural.__main__ import main
 from neural.body import BodyModel
-from neural.skeleton import PARENTS
 from neural.config import PRESETS
 from neural.generator import Generator
+from neural.skeleton import PARENTS
 
 SOURCE_NAME = "00000006_generator_ema_state_dict.pth"  # the released file's naming: step in the first 8 digits
 

@@ -8,13 +8,13 @@ import torch
 from neural.body import BodyModel, free_body_path
 from neural.skeleton import JOINT_NAMES
 from photos_fixture import synthetic_people
+from training.fits import Fit
 from training.motions import pose_array, walk
 from training.photos.fit import FitConfig, Fitter, Target, reduced_body
 from training.photos.landmarks import LANDMARK_NAMES, landmark_map
 from training.photos.measure import procrustes
 from training.photos.prior import joint_limit_cost, motion_prior
 from training.prepare import _rasterize_parts
-from training.fits import Fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,11 +15,11 @@ import official_fixture
 import pose_fixture
 from tiny_body import box_body_arrays
 from neural.body import BodyModel
-from neural.skeleton import PARENTS
 from neural.camera import Camera
 from neural.config import PRESETS
-from neural.raster import interpolate, rasterize
 from neural.pose_mapping import PoseCondition, PoseMappingNetwork, canonical_frame, condition, geo_features
+from neural.raster import interpolate, rasterize
+from neural.skeleton import PARENTS
 
 RX_PI = torch.diag(torch.tensor([1.0, -1.0, -1.0]))
 _REST_JOINTS = np.array([
@@ -186,9 +186,9 @@ def test_any_resolution_determinism_and_seeded_jitter():
     with torch.no_grad():
         a, b = net(body, cam), net(body, cam)
         assert a.style_map.shape == (2, 16, 12, 6) and torch.equal(a.style_map, b.style_map)
-        j1 = net(body, cam, generator=torch.Generator().manual_seed(3), noise_std=0.5)
-        j2 = net(body, cam, generator=torch.Generator().manual_seed(3), noise_std=0.5)
-        j3 = net(body, cam, generator=torch.Generator().manual_seed(4), noise_std=0.5)
+        j1 = net(body, cam, rng=torch.Generator().manual_seed(3), noise_std=0.5)
+        j2 = net(body, cam, rng=torch.Generator().manual_seed(3), noise_std=0.5)
+        j3 = net(body, cam, rng=torch.Generator().manual_seed(4), noise_std=0.5)
         filled = net(body, cam, last_back=True)
     assert torch.equal(j1.style_map, j2.style_map) and not torch.equal(j1.style_map, j3.style_map)
     torch.testing.assert_close(filled.opacity, a.opacity)  # reported before the fill

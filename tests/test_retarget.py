@@ -12,8 +12,8 @@ from neural.retarget import (Retargeted, RetargetConfig, SourceMotion, free_body
                              retarget_bvh, smpl_joints, source_from_bvh)
 from neural.retarget_metrics import measure
 from neural.retarget_names import canonical, match_bones, parse_bone_map
-from neural.skeleton import JOINT_NAMES, PARENTS
 from neural.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from neural.skeleton import JOINT_NAMES, PARENTS
 
 T = 40
 

@@ -52,9 +52,9 @@ def test_bin_centres_by_default_and_seeded_jitter():
     # Points lie on the rays, at distance t from the camera centre.
     dist = (samples.points - cam.center[:, None, None]).norm(dim=-1)
     torch.testing.assert_close(dist, samples.t)
-    a = sample_rays(cam, num_samples=5, ray_start=-0.5, ray_end=0.5, generator=torch.Generator().manual_seed(1))
-    b = sample_rays(cam, num_samples=5, ray_start=-0.5, ray_end=0.5, generator=torch.Generator().manual_seed(1))
-    c = sample_rays(cam, num_samples=5, ray_start=-0.5, ray_end=0.5, generator=torch.Generator().manual_seed(2))
+    a = sample_rays(cam, num_samples=5, ray_start=-0.5, ray_end=0.5, rng=torch.Generator().manual_seed(1))
+    b = sample_rays(cam, num_samples=5, ray_start=-0.5, ray_end=0.5, rng=torch.Generator().manual_seed(1))
+    c = sample_rays(cam, num_samples=5, ray_start=-0.5, ray_end=0.5, rng=torch.Generator().manual_seed(2))
     assert torch.equal(a.t, b.t) and not torch.equal(a.t, c.t)
     assert ((a.t - samples.t).abs() <= 0.125 + 1e-6).all()  # within ± half a bin of the centres
     with pytest.raises(ValueError, match=r"jitter must be \(B=1, rays=24, samples=5\)"):
@@ -93,8 +93,8 @@ def test_last_back_and_density_noise():
     # The official inference background: 1 + leftover·f_last on top of the plain composite.
     leftover = (1 - plain.opacity)[..., None]
     torch.testing.assert_close(filled.features, plain.features + leftover * feats[..., -1, :])
-    a = composite(feats, sigma, t, noise_std=1.0, generator=torch.Generator().manual_seed(0))
-    b = composite(feats, sigma, t, noise_std=1.0, generator=torch.Generator().manual_seed(0))
+    a = composite(feats, sigma, t, noise_std=1.0, rng=torch.Generator().manual_seed(0))
+    b = composite(feats, sigma, t, noise_std=1.0, rng=torch.Generator().manual_seed(0))
     assert torch.equal(a.features, b.features) and not torch.equal(a.features, plain.features)
     with pytest.raises(ValueError, match="disagree"):
         composite(feats, sigma[..., :3], t)

@@ -38,11 +38,11 @@ from neural.raster import parts_seen, ray_distance, rasterize
 
 from . import distributed, state
 from .checks import LossWatch, check_weights
-from .memory import check_training
-from .validate import listing
 from .config import TrainingConfig
 from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
+from .memory import check_training
+from .validate import listing
 from .losses import (body_coverage, discriminator_loss, generator_loss, mode_seeking_loss, r1_penalty,
                      silhouette_loss, surface_depth_loss)
 from .samples import SampleSet, write_grid
@@ -249,7 +249,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
         # The pose field does not depend on z (docs/architecture.md §Pose field: its FiLM codes are learnt constants),
         # so one rendering of it, with gradients, serves the D step's fakes (another z, no gradients) and the G step.
         with autocast:
-            styles = G.prepare(z_g, posed, fake_camera, generator=ray_rng, noise_std=noise)
+            styles = G.prepare(z_g, posed, fake_camera, rng=ray_rng, noise_std=noise)
 
         # discriminator step
         D.requires_grad_(True).train()

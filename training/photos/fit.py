@@ -36,12 +36,12 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from neural.body import BodyModel
-from neural.skeleton import NUM_JOINTS, PARENTS
 from neural.camera import Camera
 from neural.raster import rasterize
+from neural.skeleton import NUM_JOINTS, PARENTS
 
-from ..data import resize_intrinsics
 from ..crop import Crop, crop_box
+from ..data import resize_intrinsics
 from .landmarks import LANDMARK_NAMES, landmark_map
 from .prior import joint_limit_cost, motion_prior, shape_cost
 
