@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from torch.nn import functional as F
 
 from neural.body import BodyModel
+from neural.cli import run_command
 from neural.camera import Camera
 from neural.raster import interpolate, rasterize
 
@@ -75,12 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--columns", type=int, default=4)
     p.add_argument("--limit", type=int, default=None)
     args = p.parse_args(argv)
-    try:
-        print(sheet(args.data, args.out, columns=args.columns, limit=args.limit))
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command("python -m training.photos.sheet",
+                       lambda: print(sheet(args.data, args.out, columns=args.columns, limit=args.limit)))
 
 
 if __name__ == "__main__":
