@@ -19,10 +19,11 @@ from neural.camera import Camera
 from neural.checkpoint import load as load_generator
 from neural.generator import Generator
 from tiny_body import write_box_body
-from training import loop, state
+from training import objective, state
 from training.config import preset
 from training.data import PhotoDataset
-from training.loop import labels, surface_distance, train
+from training.loop import train
+from training.objective import labels, surface_distance
 from training.losses import body_coverage, surface_depth_loss
 from training.synth import synth
 
@@ -205,13 +206,13 @@ def test_surface_depth_loss_is_logged_when_on(collection, tmp_path):
 def test_mode_seeking_loss_is_logged_when_on(collection, tmp_path, monkeypatch):
     """The loop's mode-seeking pair is the G step's image and the D step's fake (no gradient, the other z)."""
     seen = []
-    original = loop.mode_seeking_loss
+    original = objective.mode_seeking_loss
 
     def spy(image, other, z, z_other):
         seen.append((image.detach().clone(), other.clone(), z.clone(), z_other.clone()))
         return original(image, other, z, z_other)
 
-    monkeypatch.setattr(loop, "mode_seeking_loss", spy)
+    monkeypatch.setattr(objective, "mode_seeking_loss", spy)
     config = preset("tiny").replace(steps=4, checkpoint_every=4, sample_every=4, log_every=2,
                                     mode_seeking_lambda=0.1)
     train(config, data=collection, run=tmp_path / "on", progress=False)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tiny_body import write_box_body
-from training import loop, state
+from training import loop, objective, state
 from training.checks import NonFiniteError
 from training.config import preset
 from training.loop import train
@@ -75,14 +75,14 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_good_one(collectio
 def test_a_nan_loss_stops_the_run_naming_step_and_term_and_keeps_the_checkpoints(collection, tmp_path,
                                                                                   monkeypatch, log_every, logged):
     run = tmp_path / "run"
-    original, calls = loop.silhouette_loss, []
+    original, calls = objective.silhouette_loss, []
 
     def poisoned(*args):
         calls.append(1)
         value = original(*args)
         return value * math.nan if len(calls) == 5 else value
 
-    monkeypatch.setattr(loop, "silhouette_loss", poisoned)
+    monkeypatch.setattr(objective, "silhouette_loss", poisoned)
     with pytest.raises(NonFiniteError, match=r"step 5: non-finite loss \(loss_G = nan, silhouette = nan\).*"
                                              r"newest checkpoint, step 3 .*state-0000003.safetensors.*untouched"):
         train(CONFIG.replace(steps=9, silhouette_lambda=1.0, log_every=log_every), data=collection, run=run,

@@ -1,12 +1,10 @@
 """The training loop: `train(config, data, run)` (paper §3.4; docs/architecture.md §Optimisation).
 
-Each iteration is one discriminator step then one generator step on the same real minibatch, whose SMPL fits and
-cameras condition G, with fresh z for each. Step types cycle with period 8: on "rotate" steps G renders from the
-batch's cameras turned about the body (yaw ~ N(0, 0.4), pitch ~ N(0, 0.1) rad) and must show the body's part map
-from there; otherwise from the photo's camera, against the rasterised part map or (p = ½) the real image's own map.
-Lazy R1 (optional) on the cycle's `r1_phases`; the silhouette, surface-depth and mode-seeking losses (optional, ours).
+Each iteration is one discriminator step then one generator step on the same real minibatch; what they optimise
+(cameras, targets, the named loss terms) is training/objective.py's, and the loop logs the terms it returns.
 Adam (0, 0.9) with the pose field at `field_lr_scale` (paper ×0.05), gradient clipping 1.0, EMA of G with warm-up,
-density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` processes.
+density noise annealed to 0, float16 AMP on CUDA, data-parallel over `torchrun` processes. Each step's randomness
+is a pure function of (seed, step, rank) (`_rng`), so a resumed run is bitwise the uninterrupted one.
 
 One deliberate difference from the official code: the discriminator's real-image target is the photo's part map or
 (p = ½) its fit's part map rasterised from the *photo's* camera, never from the rotated camera that the official
@@ -19,7 +17,6 @@ command again resumes from the newest complete checkpoint.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import sys
@@ -30,21 +27,18 @@ import torch
 from torch import Tensor
 
 from neural.body import BodyModel, free_body_path
-from neural.camera import Camera
 from neural.checkpoint import save as save_generator
 from neural.files import write_text_atomic
 from neural.generator import Generator
-from neural.raster import parts_seen, ray_distance, rasterize
 
 from . import distributed, state
 from .checks import LossWatch, check_weights
 from .config import TrainingConfig
-from .data import BatchSampler, PhotoDataset, read_manifest, rotate_about_body, write_json_atomic
+from .data import BatchSampler, PhotoDataset, read_manifest, write_json_atomic
 from .discriminator import NUM_CLASSES, UNetDiscriminator
 from .memory import check_training
+from .objective import Objective
 from .validate import listing
-from .losses import (body_coverage, discriminator_loss, generator_loss, mode_seeking_loss, r1_penalty,
-                     silhouette_loss, surface_depth_loss)
 from .samples import SampleSet, write_grid
 
 
@@ -146,18 +140,6 @@ def update_ema(ema: Generator, G: torch.nn.Module, step: int, decay: float) -> N
         b.copy_(buffers[name])
 
 
-def labels(posed, camera: Camera) -> Tensor:
-    """(B, H, W) int64 part labels of the posed bodies seen by the camera."""
-    return parts_seen(posed, camera)
-
-
-def surface_distance(posed, camera: Camera) -> tuple[Tensor, Tensor]:
-    """Distance (B, 1, h, w) along each pixel's unit ray (as PoseMap.depth measures it) to the body's first surface,
-    and (B, 1, h, w) bool where a ray hits the body; camera at the resolution wanted (the style map's)."""
-    fragments = rasterize(posed.vertices, posed.faces, camera)
-    return ray_distance(fragments.depth, camera)[:, None], fragments.mask[:, None]
-
-
 def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | None = None, device: str = "auto",
           progress: bool = True, skip_bad: bool = False) -> int:
     """Train until `config.steps`; returns the step reached. Resumes from the newest complete checkpoint in `run`.
@@ -166,7 +148,6 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
     dev, world = ctx.device, ctx.world
     if config.batch % world:
         raise ValueError(f"global batch {config.batch} is not divisible by {world} processes")
-    local_batch = config.batch // world
     check_training(config, dev, world=world)
     run = Path(run)
     manifest = read_manifest(data)
@@ -216,83 +197,25 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
     meter = _Meter(start, config.steps, config.batch, progress and ctx.main)
     watch = LossWatch()
     autocast = torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp)
-    cycle = len(config.rotate_cycle)
+    objective = Objective(config, G=G, D=D, body=body, autocast=autocast)
     for step in range(start, config.steps):
-        rng = _rng(config, step, ctx.rank)
-        phase = step % cycle
-        rotate = config.rotate_cycle[phase]
+        rotate = config.rotate_cycle[step % len(config.rotate_cycle)]
         _set_lr(config, step, g_opt, d_opt)
         batch = {k: v.to(dev, non_blocking=True) for k, v in next(loader).items()}
-        with torch.no_grad():
-            posed = body(betas=batch["betas"], pose=batch["pose"], transl=batch["transl"])
-            camera = Camera(K=batch["K"], world_to_camera=batch["world_to_camera"], width=gc.width, height=gc.height)
-            fit_labels = labels(posed, camera)
-            fake_fit_labels = fit_labels
-            swap = (torch.rand(local_batch, generator=rng) < config.label_swap).to(dev)[:, None, None]
-            real_target = torch.where(swap, fit_labels, batch["parts"])
-            if rotate:
-                yaw = torch.randn(local_batch, generator=rng) * config.yaw_std
-                pitch = torch.randn(local_batch, generator=rng) * config.pitch_std
-                w2c = rotate_about_body(camera.world_to_camera, posed.root_rotation, posed.joints[:, 0],
-                                        yaw.to(dev), pitch.to(dev))
-                fake_camera = Camera(K=camera.K, world_to_camera=w2c, width=gc.width, height=gc.height)
-                g_target = fake_fit_labels = labels(posed, fake_camera)
-            else:
-                fake_camera = camera
-                swap_g = (torch.rand(local_batch, generator=rng) < config.label_swap).to(dev)[:, None, None]
-                g_target = torch.where(swap_g, fit_labels, batch["parts"])
-        noise = max(0.0, 1.0 - step / config.density_noise_steps)
-        z_d = torch.randn(local_batch, gc.latent_dim, generator=rng).to(dev)
-        z_g = torch.randn(local_batch, gc.latent_dim, generator=rng).to(dev)
-        ray_rng = torch.Generator(device=dev).manual_seed(int(torch.randint(2**62, (1,), generator=rng)))
-
-        # The pose field does not depend on z (docs/architecture.md §Pose field: its FiLM codes are learnt constants),
-        # so one rendering of it, with gradients, serves the D step's fakes (another z, no gradients) and the G step.
-        with autocast:
-            styles = G.prepare(z_g, posed, fake_camera, rng=ray_rng, noise_std=noise)
-
-        # discriminator step
+        draw = objective.draw(batch, step, _rng(config, step, ctx.rank))
+        styles = objective.styles(draw)
         D.requires_grad_(True).train()
-        with torch.no_grad(), autocast:
-            fake = G.synthesize(dataclasses.replace(styles, w=G.appearance(z_d)))
-        with autocast:
-            logits = D(torch.cat([batch["image"], fake.float()]))
-            d_loss = discriminator_loss(logits[:local_batch], logits[local_batch:], real_target, kind=config.loss)
-        r1 = torch.zeros((), device=dev)
-        if config.r1_lambda > 0 and phase in config.r1_phases:
-            r1 = r1_penalty(D, batch["image"], kind=config.loss)
-            d_loss = d_loss + 0.5 * config.r1_lambda * config.r1_gain * r1
-        _update(D, d_opt, d_scaler, d_loss, config, world)
-
-        # generator step: D in eval mode keeps its spectral-norm power iteration out of G's graph
-        D.requires_grad_(False).eval()
-        with autocast:
-            image = G.synthesize(styles)
-            g_loss = generator_loss(D(image), g_target, kind=config.loss)
-        seeking = torch.zeros((), device=dev)
-        if config.mode_seeking_lambda > 0 and step >= config.mode_seeking_start:
-            seeking = mode_seeking_loss(image, fake, z_g, z_d)  # fake: the D step's image of the same styles, z_d
-            g_loss = g_loss + config.mode_seeking_lambda * seeking
-        silhouette = torch.zeros((), device=dev)
-        if config.silhouette_lambda > 0:
-            silhouette = silhouette_loss(styles.pose.optical_depth, fake_fit_labels)
-            g_loss = g_loss + config.silhouette_lambda * silhouette
-        surface = torch.zeros((), device=dev)
-        if config.depth_lambda > 0:
-            with torch.no_grad():
-                distance, hit = surface_distance(posed, fake_camera.resized(gc.render_width, gc.render_height))
-                full = body_coverage(fake_fit_labels, (gc.render_height, gc.render_width)) == 1
-            spacing = (gc.ray_end - gc.ray_start) / gc.num_samples
-            surface = surface_depth_loss(styles.pose.depth, styles.pose.opacity, distance, full & hit, spacing)
-            g_loss = g_loss + config.depth_lambda * surface
-        _update(G, g_opt, g_scaler, g_loss, config, world)
+        d_terms, fake = objective.discriminator_terms(draw, batch["image"], styles)
+        _update(D, d_opt, d_scaler, d_terms["loss_D"], config, world)
+        D.requires_grad_(False).eval()  # G's step: D's spectral-norm power iteration stays out of G's graph
+        g_terms = objective.generator_terms(draw, styles, fake)
+        _update(G, g_opt, g_scaler, g_terms["loss_G"], config, world)
         update_ema(ema, G, step, config.ema_decay)
 
         done = step + 1
-        terms = {"loss_D": d_loss, "loss_G": g_loss, "r1": r1, "silhouette": silhouette, "surface_depth": surface,
-                 "mode_seeking": seeking}
+        terms = {**d_terms, **g_terms}
         watch.update(done, terms)
-        meter.tick(done, {"D": d_loss, "G": g_loss})  # tensors: read (a host sync) only when a line is printed
+        meter.tick(done, {"D": terms["loss_D"], "G": terms["loss_G"]})  # tensors: read (a host sync) when printed
         if any(done % every == 0 for every in (config.log_every, config.sample_every, config.checkpoint_every)) \
                 or done == config.steps:
             watch.check(lambda: _newest(run))  # nothing is written after a non-finite loss
