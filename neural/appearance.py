@@ -20,6 +20,12 @@ from torch import Tensor, nn
 LRELU_GAIN = math.sqrt(2.0)
 
 
+def sample_latents(seed: int, n: int, latent_dim: int) -> Tensor:
+    """z (n, latent_dim) ~ N(0, I), drawn on the CPU from `seed`: the same latents on every device. The one
+    seed → z of the project (appearance seeds, truncation means, training sample grids)."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+
 def normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
     """x · rsqrt(mean(x²) + eps) over the last dimension."""
     return x * (x.square().mean(dim=-1, keepdim=True) + eps).rsqrt()
@@ -72,7 +78,7 @@ class AppearanceMapping(nn.Module):
     def compute_truncation_mean(self, *, seed: int = 0, n: int = 10_000) -> Tensor:
         """Fill `w_avg` with the mean w of n latents drawn on the CPU from `seed` (the official code re-draws its
         10,000 latents at every call; a fixed draw makes renders reproducible). Returns the mean (C,)."""
-        z = torch.randn(n, self.latent_dim, generator=torch.Generator().manual_seed(seed))
+        z = sample_latents(seed, n, self.latent_dim)
         w = self.forward(z.to(self.w_avg.device))
         self.w_avg.copy_(w.mean(dim=0))
         return self.w_avg

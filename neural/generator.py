@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import pose_mapping as pm
-from .appearance import AppearanceMapping
+from .appearance import AppearanceMapping, sample_latents
 from .backbone import Backbone
 from .backbone_upsampling import UpsamplingBackbone
 from .config import GeneratorConfig
@@ -64,7 +64,7 @@ class Generator(nn.Module):
 
     def sample_z(self, seed: int, batch: int = 1) -> Tensor:
         """z (batch, latent_dim) ~ N(0, I), drawn on the CPU from `seed`: the same appearance on every device."""
-        return torch.randn(batch, self.config.latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+        return sample_latents(seed, batch, self.config.latent_dim)
 
     @torch.no_grad()
     def compute_truncation_means(self, *, seed: int = TRUNCATION_SEED, n: int = TRUNCATION_SAMPLES) -> None:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .appearance import sample_latents
 from .body import PosedBody
 from .camera import Camera
 from .config import GeneratorConfig
@@ -177,7 +178,7 @@ class PoseMappingNetwork(nn.Module):
         as `AppearanceMapping.compute_truncation_mean`, as the official code pushes one batch through both).
         At inference the MLP is fed zeros; this random-z mean is still what ψ mixes in
         (docs/official_conventions.md §Forward pass, step 2)."""
-        z = torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+        z = sample_latents(seed, n, self.config.latent_dim)
         freq_sum = torch.zeros_like(self.freq_avg, dtype=torch.float64)
         phase_sum = torch.zeros_like(self.phase_avg, dtype=torch.float64)
         for chunk in z.split(1000):

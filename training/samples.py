@@ -16,6 +16,7 @@ from PIL import Image
 from torch import Tensor
 
 from neural.body import BodyModel, PosedBody
+from neural.appearance import sample_latents
 from neural.camera import Camera
 from neural.config import GeneratorConfig
 from neural.files import write_atomic
@@ -70,7 +71,7 @@ class SampleSet:
                                     torch.zeros_like(yaw))
             camera = Camera(K=stack["K"], world_to_camera=w2c, width=config.width, height=config.height)
             parts = parts_seen(posed, camera)
-        z = torch.cat([torch.randn(1, config.latent_dim, generator=torch.Generator().manual_seed(s)) for s in SEEDS])
+        z = torch.cat([sample_latents(s, 1, config.latent_dim) for s in SEEDS])
         return cls(posed=posed, camera=camera, z=z.to(device), parts=parts,
                    real_images=torch.stack([item["image"] for item in items]))
 
