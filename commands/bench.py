@@ -119,6 +119,7 @@ def _scene(config, body_path: Path, device: torch.device, batch: int = 1):
 def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.device, body_path: Path,
             model: Path | None = None) -> dict:
     """All numbers of one preset (random realistic weights), or of the checkpoint `model`, in this process."""
+    from neural.appearance import sample_latents
     from neural.backbone import backbone_flops
     from neural.config import preset as get_preset
     from neural.generator import Generator
@@ -135,7 +136,7 @@ def measure(preset: str, *, repeats: int, naive_repeats: int, device: torch.devi
         generator, meta = load(model, device=device)
         config, preset = meta.config, preset_name(meta.config)
     body, posed, scene, crop = _scene(config, body_path, device)
-    z = torch.randn(1, config.latent_dim, generator=torch.Generator().manual_seed(7)).to(device)
+    z = sample_latents(7, 1, config.latent_dim).to(device)
     row: dict = {"preset": preset, "device": str(device), "threads": torch.get_num_threads(),
                  "pixels": config.height * config.width, "matmul_gflops": matmul_gflops(device)}
     if model is not None:
