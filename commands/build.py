@@ -1,9 +1,9 @@
 """Build the installable extension zip (docs/overview.md §Packages): `python -m addon build --out dist/`.
 
 The zip holds only what the extension runs: the manifest (repo root `blender_manifest.toml`), the add-on modules
-(this folder, minus the build, command-line and demo / benchmark tools), the `neural` package vendored as
-`_vendor/neural` (minus its own command-line, demo and benchmark modules; the add-on puts `_vendor` first on
-sys.path), and the run-time wheels for linux-x64 on the CPU: torch 2.13.0+cpu and safetensors, with the one
+(`addon/`, minus its `__main__.py` dispatcher), the `neural` package vendored as `_vendor/neural` (minus its
+`__main__.py` and the one-off official-weights importer; the add-on puts `_vendor` first on sys.path); nothing of
+`commands/`, where the tools live, and the run-time wheels for linux-x64 on the CPU: torch 2.13.0+cpu and safetensors, with the one
 dependency `import torch` needs (typing_extensions). Blender installs listed wheels itself but resolves nothing;
 torch's other declared dependencies (sympy, mpmath, networkx, jinja2, markupsafe, fsspec, filelock, setuptools)
 serve torch.compile, the exporters and C++ extensions, which rendering never touches, and are left out — setuptools

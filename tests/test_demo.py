@@ -1,4 +1,4 @@
-"""neural.demo through `python -m neural demo`: files written, the body drawn in every pose, part colours present."""
+"""commands/raster_demo.py through `python -m neural demo`: files written, the body drawn in every pose, part colours present."""
 import numpy as np
 import pytest
 from PIL import Image
