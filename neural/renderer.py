@@ -166,14 +166,15 @@ class Renderer:
     backbone call (bounds memory: about tile_pixels × width × 4 bytes × a few per activation). halo: how far around
     the body (fraction of the crop height) the field's opacity may add alpha. fast: the generator's fast path.
     style_detail: the most times its own resolution the pose style map is rendered at, when a crop is rendered
-    finer than the model's grid (1: the model's map, upsampled by the backbone). Rendering the 3D field finer
-    makes part boundaries crisp and measured better on every metric (docs/detail.md); its cost grows with the
-    square, so it is capped (4: a 128×64 map for the default model).
+    finer than the model's grid (1: the model's map, upsampled by the backbone). Reading it finer at the body's
+    surface makes part boundaries crisp and measured better on every metric (docs/detail.md); default 4 for a
+    surface-readout model (a 128×64 map for the default model), 1 for a volume-readout one (paper presets, the
+    released weights), whose finer map means k² times the pose field's samples.
     """
 
     def __init__(self, *, model_path: str | Path | None = None, body_path: str | Path | None = None,
                  device: str = "auto", tile_pixels: int = 65536, halo: float = 0.06, fast: bool = True,
-                 style_detail: int = 4) -> None:
+                 style_detail: int | None = None) -> None:
         model_path = Path(model_path) if model_path is not None else default_model_path()
         body_path = Path(body_path) if body_path is not None else free_body_path()
         if not model_path.is_file():
@@ -195,7 +196,7 @@ class Renderer:
     @classmethod
     def from_modules(cls, *, generator: torch.nn.Module, body: BodyModel, device: str = "auto",
                      tile_pixels: int = 65536, halo: float = 0.06, fast: bool = True,
-                     style_detail: int = 4) -> "Renderer":
+                     style_detail: int | None = None) -> "Renderer":
         """A renderer around an in-memory generator and body (training previews, benchmarks); no files."""
         renderer = cls.__new__(cls)
         renderer._setup(generator, body, device, tile_pixels, halo, fast, style_detail)
@@ -205,6 +206,8 @@ class Renderer:
     def _setup(self, generator, body, device, tile_pixels, halo, fast, style_detail) -> None:
         if tile_pixels < 1:
             raise ValueError(f"tile_pixels must be positive, got {tile_pixels}")
+        if style_detail is None:  # the surface readout reads a finer map cheaply; the volume would cost k² more
+            style_detail = 4 if generator.config.readout == "surface" else 1
         if int(style_detail) != style_detail or style_detail < 1:
             raise ValueError(f"style_detail must be a positive integer, got {style_detail!r}")
         self.device = select_device(device)

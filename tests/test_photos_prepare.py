@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _prepare(images: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "training", "prepare", "--images", str(images), "--out", str(out),
-                           "--size", "128x64", *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
+                           "--size", "64x128", *extra], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
 def _bad_photos(folder: Path, frame: np.ndarray | None) -> dict[str, str]:

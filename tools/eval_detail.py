@@ -8,7 +8,8 @@ against the synthetic collection's ground truth rendered at that resolution, for
 
 Metrics: FID / KID (Inception features of `count` samples vs `count` real images of the collection), the
 edge-sharpness ratio (mean squared image gradient of the generated images ÷ that of the ground truth, over the
-same items), and view consistency (training/metrics/protocol.measure_consistency: |Δ colour| of co-visible body
+same items), pose mIoU (with --parser: the judge parser's labels on the generated images against the conditioning
+body's rasterised part map), and view consistency (training/metrics/protocol.measure_consistency: |Δ colour| of co-visible body
 points across ±30° yaw, 8-bit levels).
 
     python tools/eval_detail.py --data runs/eval2x --factor 2 --out runs/detail2x.json
@@ -29,6 +30,7 @@ from neural.body import BodyModel, free_body_path
 from neural.renderer import default_model_path
 from training.data import PhotoDataset
 from training.metrics.fid import InceptionFeatures
+from training.parser import load_parser
 from training.metrics.protocol import Protocol, _camera, _items, _pose, item_order, measure_consistency, \
     measure_fid_and_pose
 
@@ -74,6 +76,8 @@ def main() -> None:
     p.add_argument("--count", type=int, default=256)
     p.add_argument("--people", type=int, default=16)
     p.add_argument("--options", nargs="+", default=list(OPTIONS))
+    p.add_argument("--parser", type=Path, default=None,
+                   help="judge parser (.safetensors) for pose mIoU (it resizes the images to its own 64x128)")
     args = p.parse_args()
     torch.set_num_threads(1)
     generator, _ = checkpoint.load(default_model_path())
@@ -83,12 +87,13 @@ def main() -> None:
     protocol = Protocol(count=args.count, psi=0.7, people=args.people, kid_subsets=20,
                         kid_subset_size=min(100, args.count))
     inception = InceptionFeatures(device="cpu")
+    parser = None if args.parser is None else load_parser(args.parser)[0]
     results, real_features = {}, None
     for option in args.options:
         start = time.perf_counter()
         render = render_fn(generator, option, args.factor, protocol.psi, protocol.seed)
         metrics, real_features = measure_fid_and_pose(render, dataset, body, protocol, inception=inception,
-                                                      real_features=real_features, log=None)
+                                                      parser=parser, real_features=real_features, log=None)
         metrics["sharpness"] = sharpness(render, dataset, body, min(64, args.count))
         metrics["view_consistency"] = measure_consistency(render, dataset, body, protocol, log=None)[
             "view_consistency"]
