@@ -103,6 +103,16 @@ def _body_path(settings_path: str):
     return Path(bpy.path.abspath(settings_path)) if settings_path else free_body_path()
 
 
+class _OnArmature:
+    """An undoable operator on the active object, which must be an armature (a character's rig)."""
+
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.active_object is not None and context.active_object.type == "ARMATURE"
+
+
 class OBJECT_OT_humangan_human_add(bpy.types.Operator):
     """Add a rigged SMPL human (armature + skinned body) that HumanGAN renders"""
 
@@ -136,17 +146,12 @@ class OBJECT_OT_humangan_human_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class OBJECT_OT_humangan_apply_shape(bpy.types.Operator):
+class OBJECT_OT_humangan_apply_shape(_OnArmature, bpy.types.Operator):
     """Move the rig's rest skeleton and body mesh to the character's body file and betas (the render uses them
     either way; this makes the viewport show them)"""
 
     bl_idname = "object.humangan_apply_shape"
     bl_label = "Apply Shape to Rig"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return context.active_object is not None and context.active_object.type == "ARMATURE"
 
     def execute(self, context):
         import numpy as np
@@ -165,17 +170,12 @@ class OBJECT_OT_humangan_apply_shape(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class OBJECT_OT_humangan_fit_shape(bpy.types.Operator):
+class OBJECT_OT_humangan_fit_shape(_OnArmature, bpy.types.Operator):
     """Set the character's betas to those whose body joints best match the rig's rest skeleton (least squares), so
     the render has the rig's proportions; for rigs made by other add-ons or exports"""
 
     bl_idname = "object.humangan_fit_shape"
     bl_label = "Fit Shape to Rig"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return context.active_object is not None and context.active_object.type == "ARMATURE"
 
     def execute(self, context):
         import numpy as np
@@ -203,22 +203,17 @@ class OBJECT_OT_humangan_fit_shape(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class HUMANGAN_OT_import_motion(bpy.types.Operator, ImportHelper):
+class HUMANGAN_OT_import_motion(_OnArmature, bpy.types.Operator, ImportHelper):
     """Import an AMASS-style motion (.npz: poses, trans, betas, mocap_framerate; Z up) onto the active SMPL
     armature as keyframes at the scene's frame rate"""
 
     bl_idname = "humangan.import_motion"
     bl_label = "Import Motion"
-    bl_options = {"REGISTER", "UNDO"}
 
     filename_ext = ".npz"
     filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
     set_betas: BoolProperty(name="Use Betas", default=True, description="Copy the file's betas to the character")
     set_range: BoolProperty(name="Set Frame Range", default=True, description="End the scene with the motion")
-
-    @classmethod
-    def poll(cls, context):
-        return context.active_object is not None and context.active_object.type == "ARMATURE"
 
     def execute(self, context):
         from . import motion, rig
@@ -257,16 +252,11 @@ def _progress(context):
     return update
 
 
-class _MocapOperator:
+class _MocapOperator(_OnArmature):
     """What the two mocap operators share: the bone map, the run with progress and the report."""
 
-    bl_options = {"REGISTER", "UNDO"}
     bone_map: StringProperty(name="Bone Map", description=_BONE_MAP_HELP)
     set_range: BoolProperty(name="Set Frame Range", default=True, description="End the scene with the motion")
-
-    @classmethod
-    def poll(cls, context):
-        return context.active_object is not None and context.active_object.type == "ARMATURE"
 
     def retarget(self, context, run) -> set[str]:
         from neural.retarget import RetargetConfig
