@@ -1,4 +1,4 @@
-"""`python -m addon`: the add-on's command line (docs/overview.md §Packages); commands/blender.py calls `main`:
+"""`python -m addon`: the add-on's command line (docs/overview.md §Packages), dispatched from addon/__main__.py:
 
     python -m addon build --out dist/ [--no-wheels] [--torch-index URL]
     python -m addon render --blend FILE --out DIR [--frames A-B] [--size WxH] [--model PATH] [--device auto|cpu|cuda]
