@@ -159,3 +159,22 @@ def test_view_draw_puts_the_combined_pass_on_screen_offscreen(blank, files, tmp_
     assert (expected[..., 3] > 0.5).sum() > 100
     assert np.abs(drawn - expected).max() < 4e-3  # half floats
     assert stand_in.stats[-1].startswith("HumanGAN preview")
+
+
+def test_frame_key_tells_apart_frames_whose_fields_split_differently():
+    """The preview's redraw key is the renderer's request key per body file, length-prefixed: two frames that draw
+    differently never share it (the old '|'-joined key merged name 'x|' + body file 'y' with 'x' + '|y')."""
+    from neural.frame import Character
+
+    def frame(*jobs):
+        return scene.SceneFrame(K=np.array([[100.0, 0, 32], [0, 100, 32], [0, 0, 1]]), world_to_camera=np.eye(4),
+                                width=64, height=64, problems=(),
+                                jobs=tuple(scene.CharacterJob(name=n, body_file=b, character=Character(
+                                    pose=np.zeros((24, 3)), seed=s, name=n)) for n, b, s in jobs))
+
+    base = frame(("a|b", "", 1), ("c", "", 2))
+    assert preview.frame_key(base) == preview.frame_key(frame(("a|b", "", 1), ("c", "", 2)))
+    for other in (frame(("a", "", 1), ("b|c", "", 2)), frame(("a|b", "", 2), ("c", "", 1)),
+                  frame(("a|b", "/x.npz", 1), ("c", "", 2))):
+        assert preview.frame_key(other) != preview.frame_key(base)
+    assert preview.frame_key(frame(("x|", "y", 1))) != preview.frame_key(frame(("x", "|y", 1)))
