@@ -1,7 +1,8 @@
 """The package layout: no import cycles in the libraries (function-level imports included, since they hide a cycle
 rather than break it), and the libraries free of tools: no module of neural/ or addon/ but the `__main__`
-dispatchers builds a command line (an ArgumentParser), runs as a script, or imports the tools in commands/.
-(neural/cli.py, the error block and argument types that every command line shares, only defines them.)"""
+dispatchers builds or fills a command line (argparse), runs as a script, or imports the tools in commands/.
+neural/cli.py, the error block and argument types that every command line shares, is the one exception: it only
+defines them (and the extension's headless render uses its exit codes)."""
 from __future__ import annotations
 
 import ast
@@ -111,6 +112,6 @@ def test_library_modules_carry_no_command_lines():
         main_block = any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)
         parser = any(isinstance(node, ast.Call) and ast.unparse(node.func).endswith("ArgumentParser")
                      for node in ast.walk(tree))
-        if main_block or parser or "commands" in imports:
+        if main_block or parser or "commands" in imports or ("argparse" in imports and name != "neural.cli"):
             offenders.append(name)
     assert offenders == [], f"command-line code in library modules (move it to commands/): {offenders}"
