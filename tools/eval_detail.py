@@ -68,6 +68,23 @@ def sharpness(render, dataset, body, count: int) -> float:
     return float(np.mean(fake) / np.mean(real))
 
 
+def pose_miou(render, dataset, body, parser, count: int) -> float:
+    """The judge parser's mIoU on `count` generated images against their bodies' rasterised part maps."""
+    from neural.raster import part_map, rasterize
+    from training.metrics.pose_accuracy import Confusion
+
+    order = item_order(len(dataset), 0)[:count]
+    confusion = Confusion.empty()
+    for start in range(0, count, 16):
+        data = _items(dataset, order[start:start + 16])
+        posed = _pose(body, data["betas"], data["pose"], data["transl"])
+        camera = _camera(data, dataset.width, dataset.height, "cpu")
+        images = render(list(range(start, start + len(posed.transl))), posed, camera)
+        target = part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+        confusion = confusion + Confusion.of(parser.predict(images), target)
+    return confusion.miou()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path, required=True)
@@ -76,6 +93,7 @@ def main() -> None:
     p.add_argument("--count", type=int, default=256)
     p.add_argument("--people", type=int, default=16)
     p.add_argument("--options", nargs="+", default=list(OPTIONS))
+    p.add_argument("--pose-only", action="store_true", help="only pose mIoU (needs --parser), no FID or consistency")
     p.add_argument("--parser", type=Path, default=None,
                    help="judge parser (.safetensors) for pose mIoU (it resizes the images to its own 64x128)")
     args = p.parse_args()
@@ -89,6 +107,14 @@ def main() -> None:
     inception = InceptionFeatures(device="cpu")
     parser = None if args.parser is None else load_parser(args.parser)[0]
     results, real_features = {}, None
+    if args.pose_only:
+        if parser is None:
+            raise SystemExit("--pose-only needs --parser")
+        results = {option: pose_miou(render_fn(generator, option, args.factor, protocol.psi, protocol.seed), dataset,
+                                     body, parser, args.count) for option in args.options}
+        print(results)
+        args.out.write_text(json.dumps({"factor": args.factor, "pose_miou": results}, indent=1))
+        return
     for option in args.options:
         start = time.perf_counter()
         render = render_fn(generator, option, args.factor, protocol.psi, protocol.seed)
