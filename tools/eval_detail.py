@@ -70,7 +70,7 @@ def sharpness(render, dataset, body, count: int) -> float:
 
 def pose_miou(render, dataset, body, parser, count: int) -> float:
     """The judge parser's mIoU on `count` generated images against their bodies' rasterised part maps."""
-    from neural.raster import part_map, rasterize
+    from neural.raster import parts_seen
     from training.metrics.pose_accuracy import Confusion
 
     order = item_order(len(dataset), 0)[:count]
@@ -80,7 +80,7 @@ def pose_miou(render, dataset, body, parser, count: int) -> float:
         posed = _pose(body, data["betas"], data["pose"], data["transl"])
         camera = _camera(data, dataset.width, dataset.height, "cpu")
         images = render(list(range(start, start + len(posed.transl))), posed, camera)
-        target = part_map(rasterize(posed.vertices, posed.faces, camera), posed.faces, posed.parts)
+        target = parts_seen(posed, camera)
         confusion = confusion + Confusion.of(parser.predict(images), target)
     return confusion.miou()
 
