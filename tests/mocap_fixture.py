@@ -63,7 +63,7 @@ def smpl_bvh(path: Path, poses: np.ndarray, trans: np.ndarray, joints: np.ndarra
     return write_bvh(path, BvhMotion(path=None, skeleton=skeleton, values=values, frame_time=1.0 / fps))
 
 
-def cmu_like_bvh(path: Path, T: int = 120) -> Path:
+def cmu_like_bvh(path: Path, T: int = 240) -> Path:
     """A CMU-named, CMU-structured skeleton (LowerBack at Hips, Neck and the shoulders at Spine1, hip joints ahead
     of the root) walking in place, 120 fps, cm-like units: the stand-in when no CMU file is installed."""
     from neural.retarget import free_body_target
