@@ -18,7 +18,7 @@ import json
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -53,16 +53,20 @@ def content_hash(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def save(path: str | Path, generator, *, body_fingerprint: str, step: int = 0, extra: dict[str, Any] | None = None,
-         refresh_truncation: bool = True) -> Path:
+         truncation: Literal["refresh", "keep", "defer"] = "refresh") -> Path:
     """Write `generator` to `path` atomically (`.<name>.<pid>.tmp` in the same folder, fsync, os.replace).
 
-    refresh_truncation: first recompute the generator's truncation means from the weights being saved
+    truncation: "refresh" first recomputes the generator's truncation means from the weights being saved
     (`compute_truncation_means()`: fixed seed, 10,000 latents), so that ψ in a checkpoint always refers to its own
-    weights; pass False to keep the means the generator has (e.g. imported ones)."""
+    weights; "keep" keeps the means the generator has (e.g. imported ones); "defer" marks them stale in the metadata
+    and `load` recomputes them (training checkpoints: the 10,000-latent pass is paid by whoever renders the file,
+    not at every checkpoint)."""
     from safetensors.torch import save_file
 
+    if truncation not in ("refresh", "keep", "defer"):
+        raise ValueError(f"truncation must be 'refresh', 'keep' or 'defer', got {truncation!r}")
     path = Path(path)
-    if refresh_truncation:
+    if truncation == "refresh":
         generator.compute_truncation_means()
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in generator.state_dict().items()}
     metadata = {
@@ -72,6 +76,7 @@ def save(path: str | Path, generator, *, body_fingerprint: str, step: int = 0, e
         "step": str(int(step)),
         "extra": json.dumps(extra or {}),
         "content_sha256": content_hash(tensors),
+        "truncation_means": "stale" if truncation == "defer" else "current",
     }
     return write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
@@ -99,6 +104,8 @@ def load(path: str | Path, *, body_fingerprint: str | None = None, device: str |
     tensors = read_tensors(path, header)
     generator = Generator(meta.config)
     generator.load_state_dict(tensors)
+    if (header.get("__metadata__") or {}).get("truncation_means") == "stale":  # saved with truncation="defer"
+        generator.compute_truncation_means()
     return generator.to(device).eval(), meta
 
 

@@ -283,7 +283,7 @@ def import_official(source: str | Path, destination: str | Path, *, body: str | 
              "truncation_seed": truncation_seed, "truncation_samples": TRUNCATION_SAMPLES,
              "body_file": Path(body).name, "dropped": {g.name: g.numel for g in summary.dropped}}
     checkpoint.save(destination, generator, body_fingerprint=body_model.fingerprint, step=step or 0, extra=extra,
-                    refresh_truncation=False)
+                    truncation="keep")
     return summary
 
 

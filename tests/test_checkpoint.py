@@ -84,7 +84,7 @@ def test_round_trip_gives_identical_outputs(saved, trained, scene):
 def test_save_is_atomic_and_overwrites(trained, tmp_path):
     path = tmp_path / "m.safetensors"
     checkpoint.save(path, trained, body_fingerprint=FINGERPRINT, step=1)
-    checkpoint.save(path, trained, body_fingerprint=FINGERPRINT, step=2, refresh_truncation=False)
+    checkpoint.save(path, trained, body_fingerprint=FINGERPRINT, step=2, truncation="keep")
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
     assert checkpoint.read_metadata(path).step == 2
 
@@ -93,7 +93,7 @@ def test_save_keeps_imported_means_when_asked(trained, tmp_path):
     g = Generator(TINY)
     g.load_state_dict(trained.state_dict())
     g.appearance.w_avg.fill_(0.25)
-    path = checkpoint.save(tmp_path / "m.safetensors", g, body_fingerprint=FINGERPRINT, refresh_truncation=False)
+    path = checkpoint.save(tmp_path / "m.safetensors", g, body_fingerprint=FINGERPRINT, truncation="keep")
     assert torch.all(load_file(str(path))["appearance.w_avg"] == 0.25)
 
 
@@ -207,3 +207,25 @@ def test_config_fields_of_the_wrong_type_or_choice_are_refused(saved, tmp_path, 
                    metadata={"config": json.dumps({**TINY.to_dict(), field: value})})
     with pytest.raises(ValueError, match=rf"checkpoint {bad} has invalid metadata .*{culprit}"):
         checkpoint.load(bad)
+
+
+def test_deferred_truncation_means_are_computed_at_load_not_at_save(trained, tmp_path):
+    g = Generator(TINY)
+    g.load_state_dict(trained.state_dict())
+    g.appearance.w_avg.fill_(0.25)  # stale: not the mean of these weights
+    calls = []
+    original = Generator.compute_truncation_means
+    Generator.compute_truncation_means = lambda self, **kw: (calls.append(1), original(self, **kw))[1]
+    try:
+        path = checkpoint.save(tmp_path / "m.safetensors", g, body_fingerprint=FINGERPRINT, truncation="defer")
+        assert calls == [] and torch.all(load_file(str(path))["appearance.w_avg"] == 0.25)
+        loaded, _ = checkpoint.load(path)
+    finally:
+        Generator.compute_truncation_means = original
+    assert calls == [1]
+    fresh = Generator(TINY)
+    fresh.load_state_dict(trained.state_dict())
+    fresh.compute_truncation_means()
+    assert torch.equal(loaded.appearance.w_avg, fresh.appearance.w_avg)
+    with pytest.raises(ValueError, match="truncation must be"):
+        checkpoint.save(tmp_path / "x.safetensors", g, body_fingerprint=FINGERPRINT, truncation="later")

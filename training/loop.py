@@ -237,7 +237,7 @@ def train(config: TrainingConfig, *, data: Path, run: Path, body_path: Path | No
                 state.save(state.state_path(run, done), step=done, generator=G, discriminator=D, g_optimizer=g_opt,
                            d_optimizer=d_opt, g_scaler=g_scaler, d_scaler=d_scaler)
                 save_generator(state.generator_path(run, done), ema, body_fingerprint=body.fingerprint, step=done,
-                               extra=extra)
+                               extra=extra, truncation="defer")  # load() computes the means, not every checkpoint
                 state.prune(run, keep_every=config.keep_every)
             distributed.barrier(world)
     meter.close()
