@@ -241,9 +241,7 @@ def test_errors_are_reported_by_name_and_the_others_render(blank, files, tmp_pat
 
 def test_film_transparent_off_composites_over_the_world_colour_as_blenders_engines(blank, files, tmp_path):
     make_scene(blank, files)
-    blank.render.image_settings.media_type = "MULTI_LAYER_IMAGE"
-    blank.render.image_settings.file_format = "OPEN_EXR_MULTILAYER"
-    blank.render.image_settings.color_depth = "32"
+    set_format(blank.render.image_settings, "OPEN_EXR_MULTILAYER", "32")  # Blender 4.5 and 5.0
     blank.render.filepath = str(tmp_path / "clear.exr")
     assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
     clear = read_exr(tmp_path / "clear.exr")["Combined"]
