@@ -140,17 +140,10 @@ def test_pelvis_bone_and_object_rotation_give_the_same_image(renderer):
 
 
 def unusual_poses():
-    lying = np.zeros((24, 3))  # on its back along the world's X axis
-    lying[0] = Rotation.from_matrix(np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], float)).as_rotvec()
-    lying[16, 2], lying[17, 2] = -1.0, 1.0
-    handstand = np.zeros((24, 3))
-    handstand[0] = rotvec((0, 0, 1), 180)
-    handstand[16, 2], handstand[17, 2] = 1.3, -1.3
-    cartwheel = np.zeros((24, 3))
-    cartwheel[0] = rotvec((0, 0, 1), 90)
-    cartwheel[16, 2], cartwheel[17, 2] = 0.5, -0.5
-    cartwheel[1, 2], cartwheel[2, 2] = -0.6, 0.6
-    return {"lying": lying, "handstand": handstand, "cartwheel": cartwheel}
+    """The sheet's lying (on its back along the world's X), handstand and cartwheel poses (tools/pose_sheet.py)."""
+    from tools.pose_sheet import poses
+
+    return {name: pose for name, (pose, _) in poses().items()}
 
 
 @pytest.mark.slow
