@@ -249,12 +249,12 @@ class PoseMappingNetwork(nn.Module):
         coarse = torch.cat([pose.rgb, pose.style_map], 1)
         out = F.interpolate(coarse, size=(fine.height, fine.width), mode="bilinear", align_corners=False)
         out = out.flatten(2).transpose(1, 2).clone()                                      # (B, k²hw, 3 + Ns)
-        nearest = NearestVertices(body.vertices, brute_force=not fast, rest=body.template)
-        for b in range(B):
+        evaluate = self._evaluator(psi, fast)
+        for b in range(B):  # each image reads only its own hits, however many
             index = hit[b].nonzero()[:, 0]
             if len(index):
-                f = self._field(surface[b:b + 1, index], _take_body(body, b), self._evaluator(psi, fast),
-                                _take_nearest(nearest, body, b, fast))
+                nearest = NearestVertices(body.vertices[b:b + 1], brute_force=not fast, rest=body.template)
+                f = self._field(surface[b:b + 1, index], _take_body(body, b), evaluate, nearest)
                 out[b, index] = f[0, :, :-1]
         image = out.transpose(1, 2).reshape(B, -1, fine.height, fine.width)
         return PoseMap(style_map=image[:, 3:], rgb=image[:, :3], opacity=pose.opacity, depth=pose.depth,
@@ -331,7 +331,3 @@ def _take_body(body: PoseCondition, b: int) -> PoseCondition:
                          transforms=body.transforms[b:b + 1], weights=body.weights, template=body.template,
                          faces=body.faces)
 
-
-def _take_nearest(nearest: NearestVertices, body: PoseCondition, b: int, fast: bool) -> NearestVertices:
-    return nearest if body.batch_size == 1 else NearestVertices(body.vertices[b:b + 1], brute_force=not fast,
-                                                                rest=body.template)

@@ -343,8 +343,8 @@ class Renderer:
         key = torch.where(shown, key, torch.full_like(key, torch.inf))
         fragments = rasterize(body.vertices, body.faces, scene)
         parts = part_map(fragments, body.faces, body.parts)
-        return _Work(index=index, styles=styles, crop=crop, scale=scale, homography=homography, covered=covered, coverage=coverage,
-                     halo_opacity=halo_opacity, shown=shown, key=key, scene_depth=fragments.depth[0],
+        return _Work(index=index, styles=styles, crop=crop, scale=scale, homography=homography, covered=covered,
+                     coverage=coverage, halo_opacity=halo_opacity, shown=shown, key=key, scene_depth=fragments.depth[0],
                      scene_parts=parts[0])
 
     def _autocast(self):
@@ -369,22 +369,23 @@ class Renderer:
     def _matte_geometry(self, body: PosedBody, crop: Camera, styles,
                         scale: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """covered (h, w) bool, coverage (h, w), halo_opacity (h, w) and the compositing key (h, w) at the crop's
-        resolution (`matte`). The
-        halo weight and the key's spread are built at the model's resolution (the halo is a few model pixels wide)
-        and upsampled: a min filter 2·halo wide at 32× detail would cost more than the rest of the frame."""
+        resolution (`matte`). The halo weight and the key's spread are built at the model's resolution (the halo is
+        a few model pixels wide) and upsampled: a min filter 2·halo wide at 32× detail would cost more than the rest
+        of the frame."""
         h, w = crop.height, crop.width
         fragments = rasterize(body.vertices, body.faces, crop)
         covered = fragments.mask[0]
         distance = ray_distance(fragments.depth, crop)[0]
         distance = torch.where(covered, distance, torch.full_like(distance, torch.inf))
         coarse = F.max_pool2d(covered[None, None].float(), scale, scale)                 # (1, 1, h/s, w/s)
-        coverage = F.interpolate(F.avg_pool2d(covered[None, None].float(), scale, scale), size=(h, w),
+        def coverage_of(block: int) -> Tensor:  # the body's share of block × block pixels, upsampled bilinearly
+            return F.interpolate(F.avg_pool2d(covered[None, None].float(), block, block), size=(h, w),
                                  mode="bilinear", align_corners=False)[0, 0]
+
+        coverage = coverage_of(scale)
         # beside the body, the blur the generator paints is as coarse as its pose style map: the body's coverage
         # of a style-map pixel, upsampled as the backbone upsamples the map
-        block = scale * self.config.height // self.config.render_height
-        blurred = F.interpolate(F.avg_pool2d(covered[None, None].float(), block, block), size=(h, w),
-                                mode="bilinear", align_corners=False)[0, 0]
+        blurred = coverage_of(scale * self.config.height // self.config.render_height)
         coverage = torch.where(covered, coverage, torch.maximum(coverage, blurred))
         coarse_distance = -F.max_pool2d(-distance[None, None], scale, scale)
         r = max(1, round(self.halo * self.config.height))
