@@ -6,9 +6,12 @@ body file), which the preview's worker thread shares.
 
 Errors never stop Blender: a character that cannot be read, a model or body file that is missing or does not
 match are reported (Info bar, and LAST_REPORTS for the panel) naming the character, the file and the setting to
-change; the other characters render. LAST_FAILURES keeps the reports that mean the frame is not what was asked
-(a character missing from it): `python -m addon render` writes no file for such a frame and exits 1. Esc
-(test_break) and, in headless renders, SIGINT / SIGTERM (signals.py) are checked before every tile.
+change; the other characters render and are shown. A report that means the frame is not what was asked (a
+character missing from it; LAST_FAILURES) is an error report, which is how Blender's own engines fail a frame:
+Blender writes no file for it (F12 > Save, Ctrl+F12, `-f`/`-a` on the command line), an animation stops at it,
+and `bpy.ops.render.render` raises RuntimeError naming it in scripts. Warnings (a camera inside a character, betas
+beyond the body's) leave the frame as it is. Esc (test_break) and, in headless renders, SIGINT / SIGTERM
+(signals.py) are checked before every tile.
 """
 
 from __future__ import annotations
@@ -50,13 +53,13 @@ class HumanGanEngine(bpy.types.RenderEngine):
             self.register_pass(scene, renderlayer, "Depth", 1, "Z", "VALUE")
         self.register_pass(scene, renderlayer, PART_PASS, 1, "X", "VALUE")
 
-    def _report(self, message: str) -> None:
+    def _report(self, message: str, kind: str = "WARNING") -> None:
         LAST_REPORTS.append(message)
-        self.report({"WARNING"}, message)
+        self.report({kind}, message)
 
     def _fail(self, message: str) -> None:
         LAST_FAILURES.append(message)
-        self._report(message)
+        self._report(message, "ERROR")
 
     def _should_stop(self) -> bool:
         return self.test_break() or signals.caught() is not None

@@ -101,13 +101,12 @@ def get_renderer(model: Path | None, body_file: str, device: str):
 
 def joint_model(body_file: str):
     """The body file's rest joints as a linear function of the betas (rest.JointModel), cached per file."""
-    from neural.body import BodyModel
-
+    from .preload import load_body
     from .rest import JointModel
 
     key = _stamp(body_path(body_file))
     if key not in _BODIES:
-        _BODIES[key] = JointModel.of(BodyModel.load(body_path(body_file)))
+        _BODIES[key] = JointModel.of(load_body(body_path(body_file)))
     return _BODIES[key]
 
 
@@ -157,7 +156,7 @@ def render_frame(frame: SceneFrame, *, model: Path | None, device: str, report: 
             fail(f"HumanGAN: rendering {who} failed: {type(error).__name__}: {error}")
             continue
         for failure in result.failures:  # characters the renderer had to leave out, each alone
-            fail(f"HumanGAN: character '{failure.name}' skipped: {failure.reason}")
+            (fail if failure.fatal else report)(f"HumanGAN: character '{failure.name}' skipped: {failure.reason}")
         results.append(result)
     return composite(results) if results else empty_result(frame.width, frame.height)
 

@@ -1,10 +1,10 @@
 """Load torch and the renderer off Blender's main thread once the add-on is enabled in the UI.
 
 Importing torch takes seconds; done on the first *Add > HumanGAN Human* or the first viewport preview it would
-freeze Blender for that long. A daemon thread imports it right after registration (after the preferences put a
-user's CUDA build first on sys.path), so by the time a user clicks, the work is done; a click during the load
-waits only for the rest of it (Python's import lock). Headless processes (background mode) skip it: they render
-at once anyway.
+freeze Blender for that long (and reading the free body's file another 0.2 s). A daemon thread does both right after
+registration (after the preferences put a user's CUDA build first on sys.path), so by the time a user clicks, the
+work is done; a click during the load waits only for the rest of it (Python's import lock). Headless processes
+(background mode) skip it: they render at once anyway.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _load() -> None:
         import neural.renderer  # noqa: F401  (torch, the generator)
         from neural.body import free_body_path
 
-        with torch.no_grad():
+        with torch.no_grad():  # cached: view_update reads the rigs against this body's rest joints
             load_body(free_body_path())()  # the first forward pass warms torch's kernels up too
     except Exception:  # the first render imports again on the main thread and reports the real error
         pass

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["Camera", "crop_camera", "paste", "intrinsics_from_fov"]
+__all__ = ["BodyBehindCamera", "Camera", "crop_camera", "in_frame_corners", "paste", "intrinsics_from_fov"]
 
 
 def intrinsics_from_fov(fov_y_deg: float | Tensor, width: int, height: int, *, dtype=torch.float32,
@@ -254,6 +254,10 @@ class Camera:
 
 
 # --- crop camera and paste -------------------------------------------------------------------------------------
+class BodyBehindCamera(ValueError):
+    """Part of the body is behind or beside the scene camera: no pinhole crop can frame all of it."""
+
+
 def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, margin: float = 0.1,
                 iterations: int = 3, up: Tensor | None = None, front: Tensor | None = None) -> tuple[Camera, Tensor]:
     """A camera at the scene camera's centre, turned to look at the body, framing all of it with a margin.
@@ -269,7 +273,8 @@ def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, mar
     the centre of the body's projected bounding box, so the body is centred in the crop.
     Returns the crop Camera (B) and the homography (B, 3, 3) mapping crop pixels to scene pixels
     (K_scene · R_scene · R_cropᵀ · K_crop⁻¹; both with integer pixel centres).
-    Raises ValueError when part of the body is behind or beside the scene camera (the camera is inside it).
+    Raises BodyBehindCamera when part of the body is behind or beside the scene camera; `in_frame_corners` then
+    gives points that frame what of it the scene camera sees.
     """
     if not 0 <= margin < 0.5:
         raise ValueError(f"crop_camera margin must be in [0, 0.5), got {margin}")
@@ -288,17 +293,16 @@ def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, mar
         front = _batched(front, scene.K.dtype, scene.K.device, (3,), "front").expand(B, 3)
         front = F.normalize(front - (front * up).sum(-1, keepdim=True) * up, dim=-1)  # ⊥ up
     forward = 0.5 * (rel.amin(dim=1) + rel.amax(dim=1))                              # bounding-box centre
-    inside_msg = ("crop_camera: part of the body is behind or beside the scene camera (is the camera inside the "
-                  "body?); move the camera away from the character")
+    behind = BodyBehindCamera("crop_camera: part of the body is behind or beside the scene camera")
     if bool(((forward * R_s[:, 2, :]).sum(-1) <= 0.1 * forward.norm(dim=-1)).any()):
-        raise ValueError(inside_msg)
+        raise behind
     for step in range(iterations + 1):
         R_c = _look_rotation(forward, _crop_up(forward, up, front))
         p = rel @ R_c.transpose(1, 2)                                                # (B, V, 3) crop camera frame
         z = p[..., 2]
         # a cone of half-angle < ~84°: beyond that the body cannot be framed by a pinhole crop
         if bool((z <= 0.1 * p.norm(dim=-1)).any()):
-            raise ValueError(inside_msg)
+            raise behind
         uv = p[..., :2] / z[..., None]                                               # normalised image plane
         lo, hi = uv.amin(dim=1), uv.amax(dim=1)
         if step == iterations:
@@ -320,6 +324,28 @@ def crop_camera(scene: Camera, vertices: Tensor, *, width: int, height: int, mar
     crop = Camera(K=K_c, world_to_camera=w2c, width=width, height=height)
     homography = scene.K @ R_s @ R_c.transpose(1, 2) @ torch.linalg.inv(K_c)
     return crop, homography
+
+
+def in_frame_corners(scene: Camera, vertices: Tensor, *, near: float = 1e-3) -> Tensor | None:
+    """(1, 4, 3) world points (at unit depth) on the corners of the scene-frame rectangle that the body covers: the
+    bounding box of the projections of its vertices in front of the camera (camera z > near), cut to the frame.
+    Framing these with `crop_camera` frames what the scene camera sees of a body that reaches behind it; the
+    triangles that cross the near plane project outwards, so the box runs to the frame's edges where they do.
+    None when nothing of the body is in the frame. scene: one camera; vertices: (1, V, 3) world."""
+    if scene.batch_size != 1 or vertices.shape[0] != 1:
+        raise ValueError("in_frame_corners takes one camera and one body")
+    uv, z = scene.project(vertices.to(scene.K.dtype))
+    uv = uv[0][z[0] > near]
+    if len(uv) == 0:
+        return None
+    lo = uv.amin(0).clamp(-0.5, None)
+    hi = torch.minimum(uv.amax(0), torch.tensor([scene.width - 0.5, scene.height - 0.5], dtype=uv.dtype))
+    if not bool((lo < hi).all()):
+        return None
+    corners = torch.stack([torch.stack([x, y, torch.ones_like(x)]) for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
+    rays = corners @ torch.linalg.inv(scene.K[0]).T                                   # camera frame, z = 1
+    R = scene.world_to_camera[0, :3, :3]
+    return (rays @ R + scene.center)[None]                                            # Rᵀ·ray + centre
 
 
 def _crop_up(forward: Tensor, up: Tensor, front: Tensor | None) -> Tensor:

@@ -76,11 +76,14 @@ class FrameRequest:
 
 @dataclass(frozen=True)
 class CharacterFailure:
-    """A character left out of a frame: its index in the request, its name, and why (the others render)."""
+    """A character left out of a frame: its index in the request, its name, and why (the others render).
+    fatal False: left out because the camera cannot see it (the camera is inside it), so the frame still shows what
+    the camera sees; fatal True: the frame is not what was asked."""
 
     index: int
     name: str
     reason: str
+    fatal: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

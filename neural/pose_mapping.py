@@ -283,8 +283,10 @@ class PoseMappingNetwork(nn.Module):
             points, t = samples.points[:, rays], samples.t[:, rays]
             out = self._field(points.reshape(B, -1, 3), body, evaluate, nearest)
             out = out.reshape(*t.shape, -1)
-            rendered = composite(out[..., :-1], out[..., -1], t, last_back=last_back, noise_std=noise_std,
-                                 rng=rng)
+            # the slab is centred on the body's depth: for a body that reaches behind the camera its near end
+            # lies behind the camera, where the ray's points belong to nothing the camera sees
+            sigma = torch.where(t > 0, out[..., -1], torch.full_like(out[..., -1], -1.0))
+            rendered = composite(out[..., :-1], sigma, t, last_back=last_back, noise_std=noise_std, rng=rng)
             if cfg.readout == "surface":
                 O = rendered.opacity[..., None, None]  # (B, r, 1, 1)
                 t_end = rendered.depth[..., None] / O[..., 0].clamp_min(1e-6)  # t̄: in the slab; O·t̄ = Σ w·t exactly

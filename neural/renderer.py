@@ -26,8 +26,10 @@ The backbone is pixel-wise independent (docs/architecture.md §Backbone), so any
 never synthesised, tiles bound the memory, `render_pixels` serves progressive previews, `stride` renders a coarse
 preview. The per-character work (mapping, truncation, pose field, style map, matte, rasterisation) is computed once
 per character and shared by its tiles, and by the next calls with the same request (preview strides 4, 2, 1 render
-the pose field once). A character that cannot be rendered (the camera inside it) is left out alone and named in
-`FrameResult.failures`. Boundary: numpy in, numpy out; torch inside.
+the pose field once). A body that reaches behind the camera is rendered as far as the camera sees it (the crop frames
+the part of the frame it covers); one the camera is inside is left out, alone, and named in `FrameResult.failures`
+(not fatal: the camera sees none of it); one wholly behind the camera is simply not in the frame. Boundary: numpy in,
+numpy out; torch inside.
 """
 
 from __future__ import annotations
@@ -45,10 +47,10 @@ from torch.nn import functional as F
 
 from . import checkpoint
 from .body import BodyModel, PosedBody, free_body_path
-from .camera import Camera, crop_camera, paste
+from .camera import BodyBehindCamera, Camera, crop_camera, in_frame_corners, paste
 from .frame import (MAX_DETAIL, Character, CharacterFailure, FrameRequest, FrameResult, empty_result,
                     request_key)
-from .raster import part_map, ray_distance, rasterize
+from .raster import part_map, ray_distance, rasterize, winding_number
 from .rotations import axis_angle_to_matrix
 
 __all__ = ["Character", "CharacterFailure", "FrameRequest", "FrameResult", "MAX_DETAIL", "Renderer",
@@ -102,6 +104,10 @@ def _over(layers: Tensor, keys: Tensor, depths: Tensor, parts: Tensor,
     return FrameResult(rgba=torch.cat([rgb, alpha[None]]).permute(1, 2, 0).contiguous().numpy(),
                        depth=depths.amin(0).numpy().astype(np.float32),
                        parts=parts.gather(0, nearest[None])[0].numpy().astype(np.uint8), failures=failures)
+
+
+class CameraInside(ValueError):
+    """The scene camera is inside a character's body: the camera sees none of it (not a fatal failure)."""
 
 
 class RenderCancelled(Exception):
@@ -291,7 +297,10 @@ class Renderer:
         for failure in failures:
             if failure.index == character:
                 raise ValueError(f"{failure.name} cannot be rendered: {failure.reason}")
-        return next(item for item in work if item.index == character)
+        for item in work:
+            if item.index == character:
+                return item
+        raise ValueError(f"character {character} is not in the frame (behind the camera)")
 
     def _prepare_all(self, request: FrameRequest) -> tuple[list[_Work], tuple[CharacterFailure, ...]]:
         """Per-character work, reused when the same request comes again (preview strides 4, 2, 1; render_pixels
@@ -304,14 +313,17 @@ class Renderer:
         work, failures = [], []
         for index, character in enumerate(request.characters):
             try:
-                work.append(self._prepare(request, character, index))
+                item = self._prepare(request, character, index)
             except ValueError as error:  # e.g. the camera inside this body: only this one is left out
                 failures.append(CharacterFailure(index=index, name=character.name or f"character {index}",
-                                                 reason=str(error)))
+                                                 reason=str(error), fatal=not isinstance(error, CameraInside)))
+                continue
+            if item is not None:  # None: wholly behind the camera
+                work.append(item)
         self._cache = (key, work, tuple(failures))
         return work, tuple(failures)
 
-    def _prepare(self, request: FrameRequest, character: Character, index: int) -> _Work:
+    def _prepare(self, request: FrameRequest, character: Character, index: int) -> _Work | None:
         dev, f32 = self.device, torch.float32
         # The root's rotation and translation are moved into the placement (below), so the generator always sees
         # the body as it stands in its own frame: rotating the pelvis bone or the object gives the same picture.
@@ -328,7 +340,15 @@ class Renderer:
         h, w = self.config.height, self.config.width
         # upright in the crop: the root's +Y (the body's up, as in every training crop) and +Z (its front)
         axes = torch.eye(3, dtype=f32, device=dev)
-        crop, homography = crop_camera(scene, body.vertices, width=w, height=h, up=axes[1], front=axes[2])
+        try:
+            crop, homography = crop_camera(scene, body.vertices, width=w, height=h, up=axes[1], front=axes[2])
+        except BodyBehindCamera:  # frame what the camera sees of it, unless the camera is inside it
+            if float(winding_number(scene.center[:, None], body.vertices, body.faces).abs().max()) > 0.5:
+                raise CameraInside("the scene camera is inside it; move the camera out of the character") from None
+            corners = in_frame_corners(scene, body.vertices)
+            if corners is None:
+                return None
+            crop, homography = crop_camera(scene, corners, width=w, height=h, up=axes[1], front=axes[2])
         scale = detail_scale(homography, w, h, request.detail)
         if scale > 1:
             fine = crop.resized(w * scale, h * scale)

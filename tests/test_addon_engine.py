@@ -210,29 +210,35 @@ def test_errors_are_reported_by_name_and_the_others_render(blank, files, tmp_pat
     blank.collection.objects.link(rigify)
     rigify.humangan.enabled = True
     blank.render.filepath = str(tmp_path / "errors.png")
-    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
-    reports = "\n".join(engine.LAST_REPORTS)
-    assert "'Rigify'" in reports and "not an SMPL rig" in reports
-    assert "'MissingBody'" in reports and "nowhere.npz does not exist" in reports
-    assert "'WrongBody'" in reports and "other.npz" in reports and "was trained on" in reports
-    assert "Warning: HumanGAN: character 'Rigify'" in capfd.readouterr().out  # what the Info bar shows
-    image = np.asarray(Image.open(tmp_path / "errors.png"))
+    # a frame without every character asked for fails as Blender's engines fail one: an error, no file written
+    with pytest.raises(RuntimeError) as raised:
+        bpy.ops.render.render(write_still=True)
+    assert not (tmp_path / "errors.png").exists()
+    for reports in ("\n".join(engine.LAST_REPORTS), str(raised.value)):
+        assert "'Rigify'" in reports and "not an SMPL rig" in reports
+        assert "'MissingBody'" in reports and "nowhere.npz does not exist" in reports
+        assert "'WrongBody'" in reports and "other.npz" in reports and "was trained on" in reports
+    assert "Error: HumanGAN: character 'Rigify'" in capfd.readouterr().out  # what the Info bar shows
+    bpy.data.images["Render Result"].save_render(filepath=str(tmp_path / "shown.png"))  # what F12 shows
+    image = np.asarray(Image.open(tmp_path / "shown.png"))
     assert (image[..., 3] > 0).sum() > 200  # 'Good' rendered
     # no model file set: the default model, or (until one ships) an error saying so
     blank.humangan.model_file = ""
-    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    with pytest.raises(RuntimeError):
+        bpy.ops.render.render(write_still=True)
     if default_model_path().is_file():
         # the default model loads; it is made for the free body, so the test's body is refused by name
         assert any("'Good'" in r and "was trained on" in r for r in engine.LAST_REPORTS), engine.LAST_REPORTS
         assert not any("default model" in r and "does not exist" in r for r in engine.LAST_REPORTS)
     else:
         assert any("default model" in r and "'Good'" in r for r in engine.LAST_REPORTS), engine.LAST_REPORTS
-    # a missing model, then a file that is not a model: reported with the file's name, an empty frame written
+    # a missing model, then a file that is not a model: reported with the file's name, no frame written
     for bad, text in ((tmp_path / "absent.safetensors", "does not exist"), (files["body"], "body.npz")):
         blank.humangan.model_file = str(bad)
-        assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+        with pytest.raises(RuntimeError, match=text):
+            bpy.ops.render.render(write_still=True)
         assert any(text in r and "'Good'" in r for r in engine.LAST_REPORTS), engine.LAST_REPORTS
-        assert np.asarray(Image.open(tmp_path / "errors.png"))[..., 3].max() == 0
+        assert not (tmp_path / "errors.png").exists()
         # Blender's words: the setting to change, not the command line's flag; the frame counts as failed
         good = [r for r in engine.LAST_REPORTS if "'Good'" in r]
         assert good and all("Render Properties > HumanGAN > Model" in r and "--model" not in r for r in good), good
@@ -266,3 +272,21 @@ def test_film_transparent_off_composites_over_the_world_colour_as_blenders_engin
     black = read_exr(tmp_path / "black.exr")["Combined"]
     np.testing.assert_allclose(black[..., :3], clear[..., :3], atol=1e-6)
     np.testing.assert_allclose(black[..., 3], 1.0)
+
+
+def test_a_frame_with_a_failed_character_stops_a_plain_animation_there_naming_it(blank, files, tmp_path):
+    """What Blender's own engines do with a frame they cannot render: the frames before it are written, no file
+    for it, and bpy.ops.render.render raises with the reason (a script exits non-zero, Ctrl+F12 stops)."""
+    make_scene(blank, files, name="Good")
+    late = make_scene(blank, files, name="Late", x=0.6)
+    late.humangan.body_file = str(tmp_path / "missing.npz")
+    for frame, hidden in ((1, True), (2, False)):  # the broken character enters at frame 2
+        late.hide_render = hidden
+        late.keyframe_insert("hide_render", frame=frame)
+    blank.frame_start, blank.frame_end = 1, 3
+    blank.render.image_settings.file_format = "PNG"
+    blank.render.filepath = str(tmp_path / "frame_")
+    with pytest.raises(RuntimeError, match="'Late'.*missing.npz does not exist"):
+        bpy.ops.render.render(animation=True)
+    assert sorted(p.name for p in tmp_path.glob("frame_*")) == ["frame_0001.png"]
+    assert (np.asarray(Image.open(tmp_path / "frame_0001.png"))[..., 3] > 0).sum() > 200

@@ -8,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from neural.body import BodyModel, free_body_path
-from neural.camera import Camera, crop_camera, intrinsics_from_fov, paste
+from neural.camera import BodyBehindCamera, Camera, crop_camera, in_frame_corners, intrinsics_from_fov, paste
 from neural.raster import part_map, rasterize
 
 FREE_BODY = free_body_path()
@@ -241,12 +241,27 @@ def test_crop_camera_centres_and_frames_the_body():
     assert torch.allclose(mapped[..., :2] / mapped[..., 2:], scene_xy, atol=1e-8)
 
 
-def test_crop_camera_rejects_a_camera_inside_the_body():
+def test_crop_camera_rejects_a_body_behind_the_camera_and_in_frame_corners_frame_what_it_sees():
     verts, _, _ = load_body()
     v = torch.as_tensor(verts, dtype=torch.float64)[None]
     cam = Camera.look_at((0.0, 1.2, 0.0), (0.0, 1.2, 1.0), fov_y_deg=45, width=64, height=48, dtype=torch.float64)
-    with pytest.raises(ValueError, match="inside the body"):
+    with pytest.raises(BodyBehindCamera, match="behind or beside"):
         crop_camera(cam, v, width=64, height=128)
+    # the camera inside the body: the body covers the whole frame
+    corners = in_frame_corners(cam, v)
+    xy, z = cam.project(corners)
+    assert (z > 0).all()
+    np.testing.assert_allclose(sorted(set(xy[0, :, 0].round(decimals=6).tolist())), [-0.5, 63.5], atol=1e-6)
+    np.testing.assert_allclose(sorted(set(xy[0, :, 1].round(decimals=6).tolist())), [-0.5, 47.5], atol=1e-6)
+    # a body wholly in view: the corners are its projected bounding box; wholly behind: None
+    front = scene_camera()
+    xy, _ = front.project(v)
+    box, _ = front.project(in_frame_corners(front, v))
+    np.testing.assert_allclose(box[0].amin(0), xy[0].amin(0).clamp(-0.5, None), atol=1e-6)
+    edge = torch.tensor([front.width - 0.5, front.height - 0.5], dtype=xy.dtype)
+    np.testing.assert_allclose(box[0].amax(0), torch.minimum(xy[0].amax(0), edge), atol=1e-6)
+    away = Camera.look_at((0.0, 1.2, 3.0), (0.0, 1.2, 4.0), fov_y_deg=45, width=64, height=48, dtype=torch.float64)
+    assert in_frame_corners(away, v) is None
 
 
 def test_paste_bilinear_colour_and_validity():

@@ -190,3 +190,18 @@ def test_cuda_matches_cpu():
     both = cpu.mask & (gpu.face_ids.cpu() == cpu.face_ids)
     assert torch.allclose(gpu.depth.cpu()[both], cpu.depth[both], atol=1e-4)
     assert torch.allclose(gpu.bary.cpu()[both], cpu.bary[both], atol=1e-4)
+
+
+def test_winding_number_is_one_inside_the_free_body_and_zero_outside():
+    from neural.body import BodyModel, free_body_path
+    from neural.raster import winding_number
+
+    with torch.no_grad():
+        posed = BodyModel.load(free_body_path()).to(dtype=torch.float64)()
+    v, J = posed.vertices, posed.joints[0]
+    inside = torch.stack([J[0], J[3], J[6], J[9], 0.5 * (J[1] + J[4])])[None]      # pelvis, spine, a thigh
+    lo, hi = v[0].amin(0), v[0].amax(0)
+    outside = torch.stack([J[6] + torch.tensor([0.0, 0.0, 0.6], dtype=v.dtype), hi + 0.05, lo - 0.05,
+                           0.5 * (J[1] + J[2]) + torch.tensor([0.0, -0.45, 0.0], dtype=v.dtype)])[None]  # between the knees
+    assert torch.allclose(winding_number(inside, v, posed.faces).abs(), torch.ones(1, 5, dtype=v.dtype), atol=0.02)
+    assert torch.allclose(winding_number(outside, v, posed.faces), torch.zeros(1, 4, dtype=v.dtype), atol=0.02)

@@ -175,7 +175,8 @@ def test_a_character_the_camera_is_inside_fails_alone_by_name(renderer):
     both = renderer.render(FrameRequest(K=base.K, world_to_camera=base.world_to_camera, width=SIZE[0],
                                         height=SIZE[1], characters=(bad, good)))
     alone = renderer.render(base)
-    assert [(f.index, f.name) for f in both.failures] == [(0, "Bad")] and "camera" in both.failures[0].reason
+    assert [(f.index, f.name) for f in both.failures] == [(0, "Bad")] and "camera is inside" in both.failures[0].reason
+    assert not both.failures[0].fatal  # the camera sees none of it: the frame is what the camera shows
     np.testing.assert_array_equal(both.rgba, alone.rgba)
     assert (alone.rgba[..., 3] > 0).sum() > 100
 
@@ -203,3 +204,33 @@ def test_matte_unmixes_white_and_keeps_what_the_generator_paints_beyond_the_mesh
 def test_a_bad_seed_or_psi_is_refused_by_name(field, value):
     with pytest.raises(ValueError, match=f"Character.{field}"):
         Character(pose=np.zeros((24, 3)), **{field: value})
+
+
+def looking_up_the_body(eye_y: float) -> FrameRequest:
+    """A camera beside the body's right arm at height eye_y (body frame), looking straight up along the body."""
+    from neural.camera import Camera
+
+    cam = Camera.look_at(torch.tensor([0.35, eye_y, 0.0]), torch.tensor([0.35, eye_y + 1.0, 0.0]), (0.0, 0.0, 1.0),
+                         fov_y_deg=90.0, width=SIZE[0], height=SIZE[1], dtype=torch.float64)
+    return FrameRequest(K=cam.K[0].numpy(), world_to_camera=cam.world_to_camera[0].numpy(), width=SIZE[0],
+                        height=SIZE[1], characters=(Character(pose=pose(), seed=1, name="Near"),))
+
+
+def test_a_body_reaching_behind_the_camera_renders_what_is_in_front(renderer):
+    """The legs behind the camera, arm, chest and head in front: no crop frames the whole body, so the crop frames
+    the part of the frame the body covers; the matte covers what the scene camera's own rasterisation sees."""
+    from neural.camera import BodyBehindCamera, Camera, crop_camera
+
+    request = looking_up_the_body(-0.2)
+    scene = Camera(K=torch.as_tensor(request.K)[None], world_to_camera=torch.as_tensor(request.world_to_camera)[None],
+                   width=SIZE[0], height=SIZE[1])
+    with pytest.raises(BodyBehindCamera):
+        crop_camera(scene, renderer.body().vertices.double(), width=32, height=64)
+    result = renderer.render(request)
+    assert result.failures == ()
+    seen, drawn = result.parts > 1, result.rgba[..., 3] > 0.5
+    assert seen.sum() > 300 and (seen & drawn).sum() / (seen | drawn).sum() > 0.9
+    assert np.isfinite(result.depth[seen]).all() and (result.depth[seen] > 0).all()
+    # wholly behind the camera: simply not in the frame, no failure
+    behind = renderer.render(looking_up_the_body(1.5))
+    assert behind.failures == () and behind.rgba[..., 3].max() == 0
