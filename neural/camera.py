@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["BodyBehindCamera", "Camera", "crop_camera", "in_frame_corners", "paste", "intrinsics_from_fov"]
+__all__ = ["BodyBehindCamera", "Camera", "crop_camera", "in_frame_corners", "intrinsics_from_fov", "map_pixels", "paste"]
 
 
 def intrinsics_from_fov(fov_y_deg: float | Tensor, width: int, height: int, *, dtype=torch.float32,
@@ -358,6 +358,14 @@ def _crop_up(forward: Tensor, up: Tensor, front: Tensor | None) -> Tensor:
     return up + (1 - sin) ** 4 * front
 
 
+def map_pixels(homography: Tensor, pixels: Tensor) -> tuple[Tensor, Tensor]:
+    """Pixels (B, N, 2) or (N, 2) through homographies (B, 3, 3): their images (B, N, 2) and whether they land in
+    front (B, N) (positive homogeneous w; the others' xy are meaningless)."""
+    q = torch.cat([pixels, torch.ones_like(pixels[..., :1])], -1).to(homography.dtype) @ homography.transpose(-1, -2)
+    front = q[..., 2] > 0
+    return q[..., :2] / q[..., 2:].where(front[..., None], torch.ones_like(q[..., 2:])), front
+
+
 def paste(crop_image: Tensor, homography: Tensor, scene_w: int, scene_h: int, *,
           mode: str = "bilinear") -> tuple[Tensor, Tensor]:
     """Resample a crop image into the scene frame.
@@ -372,13 +380,10 @@ def paste(crop_image: Tensor, homography: Tensor, scene_w: int, scene_h: int, *,
         raise ValueError(f"paste mode must be 'bilinear' or 'nearest', got {mode!r}")
     B, C, h, w = crop_image.shape
     dtype = crop_image.dtype if crop_image.is_floating_point() else torch.float32
-    H_inv = torch.linalg.inv(homography.to(torch.float64))                          # scene pixel → crop pixel
+    H_inv = torch.linalg.inv(homography.to(torch.float64)).to(crop_image.device)    # scene pixel → crop pixel
     ys, xs = torch.meshgrid(torch.arange(scene_h, dtype=torch.float64, device=crop_image.device),
                             torch.arange(scene_w, dtype=torch.float64, device=crop_image.device), indexing="ij")
-    pix = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)
-    q = pix @ H_inv.transpose(1, 2).to(crop_image.device)                           # (B, N, 3)
-    front = q[..., 2] > 0
-    xy = q[..., :2] / q[..., 2:3].where(front[..., None], torch.ones_like(q[..., 2:3]))
+    xy, front = map_pixels(H_inv, torch.stack([xs, ys], dim=-1).reshape(1, -1, 2))   # (B, N, 2), (B, N)
     inside = front & (xy[..., 0] >= -0.5) & (xy[..., 0] <= w - 0.5) & (xy[..., 1] >= -0.5) & (xy[..., 1] <= h - 0.5)
     # align_corners=False: pixel x ↔ normalised (2x + 1) / w - 1
     grid = torch.stack([(2 * xy[..., 0] + 1) / w - 1, (2 * xy[..., 1] + 1) / h - 1], dim=-1)

@@ -47,7 +47,7 @@ from torch.nn import functional as F
 
 from . import checkpoint
 from .body import BodyModel, PosedBody, free_body_path
-from .camera import BodyBehindCamera, Camera, crop_camera, in_frame_corners, paste
+from .camera import BodyBehindCamera, Camera, crop_camera, in_frame_corners, map_pixels, paste
 from .frame import (MAX_DETAIL, Character, CharacterFailure, FrameRequest, FrameResult, empty_result,
                     request_key)
 from .raster import part_map, ray_distance, rasterize, winding_number
@@ -459,8 +459,7 @@ def detail_scale(homography: Tensor, width: int, height: int, detail: int | None
     centre = torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=torch.float64)
     points = torch.stack([centre, centre + torch.tensor([1.0, 0.0], dtype=torch.float64),
                           centre + torch.tensor([0.0, 1.0], dtype=torch.float64)])
-    mapped = torch.cat([points, torch.ones(3, 1, dtype=torch.float64)], 1) @ homography[0].double().cpu().T
-    xy = mapped[:, :2] / mapped[:, 2:]
+    xy, _ = map_pixels(homography[0].double().cpu(), points)
     jacobian = torch.stack([xy[1] - xy[0], xy[2] - xy[0]], 1)
     frame_pixels = float(jacobian.det().abs().sqrt())
     return int(min(max(1, math.ceil(frame_pixels - 0.05)), detail or MAX_DETAIL))
@@ -469,10 +468,7 @@ def detail_scale(homography: Tensor, width: int, height: int, detail: int | None
 def _reaches_frame(homography: Tensor, crop: Camera, scene: Camera) -> Tensor:
     """(h, w) bool: crop pixels within one crop pixel of a pixel that lands inside the scene frame (bilinear
     pasting reads the neighbours of each frame pixel's preimage)."""
-    pixels = crop.pixel_grid().to(homography.dtype)
-    mapped = torch.cat([pixels, torch.ones_like(pixels[:, :1])], 1) @ homography[0].T
-    front = mapped[:, 2] > 0
-    xy = mapped[:, :2] / mapped[:, 2:].where(front[:, None], torch.ones_like(mapped[:, 2:]))
+    xy, front = map_pixels(homography[0], crop.pixel_grid())
     inside = front & (xy[:, 0] >= -1.5) & (xy[:, 0] <= scene.width + 0.5) & (xy[:, 1] >= -1.5) \
         & (xy[:, 1] <= scene.height + 0.5)
     inside = inside.reshape(crop.height, crop.width)[None, None].float()

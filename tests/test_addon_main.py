@@ -133,14 +133,15 @@ print("the script went on")
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_plain_bpy_animation_script(demo_files, tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_a_plain_bpy_animation_script(demo_files, tmp_path, signum, code):
     """A blender -b style script: Blender would swallow the KeyboardInterrupt and render on; the engine stops."""
     out = tmp_path / "frames"
     script = tmp_path / "farm.py"
     script.write_text(SCRIPT)
     returncode, frames, seconds = _interrupted([sys.executable, str(script), str(demo_files["blend"]), str(out)],
-                                               out, signal.SIGINT)
-    assert returncode == 130 and 2 <= len(frames) < 400 and seconds < 30
+                                               out, signum)
+    assert returncode == code and 2 <= len(frames) < 400 and seconds < 30
     assert all(np.asarray(Image.open(f)).shape == (120, 160, 4) for f in frames)
 
 
