@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q "numpy>=1.26,<2" absl-py attrs flatbuffers "protobuf<5" "opencv-python-headless<4.12" matplotlib
 	# Real people for the photo tests: sports2d's demo video (BSD-3-Clause); its own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps sports2d==0.8.34
+	# ... and a still photo: ultralytics' assets/bus.jpg (AGPL-3.0, 1.4 MB wheel); its code is never imported.
+	$(BIN)/pip install -q --no-deps ultralytics==8.4.190
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 

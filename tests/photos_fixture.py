@@ -1,5 +1,6 @@
-"""Shared inputs of the photo tests: real video frames from sports2d's demo (BSD-3-Clause, read from the installed
-package, never copied into the repository) and synthetic people with their exact keypoints and masks."""
+"""Shared inputs of the photo tests: real video frames from sports2d's demo (BSD-3-Clause) and a real street photo
+from ultralytics' assets (AGPL-3.0), both read from the installed package, never copied into the repository; and
+synthetic people with their exact keypoints and masks."""
 
 from __future__ import annotations
 
@@ -15,14 +16,32 @@ from neural.camera import Camera
 from neural.raster import rasterize
 
 SPORTS2D_VIDEO = ("Sports2D", "Demo/demo.mp4")
+ULTRALYTICS_BUS = ("ultralytics", "assets/bus.jpg")
+
+
+def _package_file(module: str, member: str) -> Path | None:
+    spec = importlib.util.find_spec(module)  # finds the package without importing it (ultralytics imports torch etc.)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / member
+    return path if path.is_file() else None
 
 
 def sports2d_video() -> Path | None:
-    spec = importlib.util.find_spec(SPORTS2D_VIDEO[0])
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / SPORTS2D_VIDEO[1]
-    return path if path.is_file() else None
+    return _package_file(*SPORTS2D_VIDEO)
+
+
+def bus_photo() -> np.ndarray:
+    """RGB (1080, 810, 3) uint8: ultralytics' bus.jpg, two men walking past a bus in Madrid and two more cut by the
+    frame edges; skips the test, saying why, without the package."""
+    path = _package_file(*ULTRALYTICS_BUS)
+    if path is None:
+        pytest.skip("ultralytics==8.4.190 (its AGPL-3.0 street photo bus.jpg) is not installed; `make venv` installs "
+                    "it with --no-deps")
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def real_frames(indices: list[int]) -> dict[int, np.ndarray]:

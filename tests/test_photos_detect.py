@@ -1,10 +1,11 @@
-"""training/photos/detect.py: BlazePose on real video frames and on synthetic people, and each refusal by reason."""
+"""training/photos/detect.py: BlazePose on real video frames, a real street photo and synthetic people, and each
+refusal by reason."""
 
 import numpy as np
 import pytest
 import torch
 
-from photos_fixture import needs_mediapipe, real_frames, synthetic_people
+from photos_fixture import bus_photo, needs_mediapipe, real_frames, synthetic_people
 from training.photos.detect import DetectConfig, Detector
 from training.photos.fit import Fitter
 from training.photos.landmarks import LANDMARK_NAMES
@@ -38,6 +39,24 @@ def test_two_real_people_in_a_video_frame(detector):
     assert not (people[0].mask & people[1].mask).any(), "one mask per person"
     centres = sorted(p.keypoints[:, 0].mean() for p in people)
     assert centres[1] - centres[0] > 300, "two different people, not one found twice"
+
+
+def test_two_real_people_in_a_street_photo(detector):
+    photo = bus_photo()
+    people = detector.detect(photo)
+    clear = [p for p in people if p.problem is None]
+    assert len(clear) == 2, [p.problem for p in people]
+    for person in clear:
+        assert person.height_px > 400  # ~510 and ~450 px tall in this 810×1080 photo
+        nose, shoulders, hips, ankles = (person.keypoints[_index(*n)][:, 1].mean() for n in (
+            ("nose",), ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"), ("left_ankle", "right_ankle")))
+        assert nose < shoulders < hips < ankles
+    centres = sorted(p.keypoints[:, 0].mean() for p in clear)
+    assert centres[1] < 400 and centres[1] - centres[0] > 100, f"the two walkers left of the bus: centres {centres}"
+    assert not (clear[0].mask & clear[1].mask).any(), "one mask per person"
+    for person in people:
+        if person.problem is not None:  # the man at the right edge: found, and refused for it
+            assert "cut by the frame edge" in person.problem and person.keypoints[:, 0].mean() > 600, person.problem
 
 
 def test_landmarks_on_synthetic_people_match_the_true_body(detector):
