@@ -109,6 +109,17 @@ class HumanGanEngine(bpy.types.RenderEngine):
         preview.view_draw(self, context, depsgraph)
 
 
+def render_still() -> None:
+    """`bpy.ops.render.render()` of the current frame for callers that read LAST_REPORTS / LAST_FAILURES and word
+    the failure themselves (the command lines): the RuntimeError Blender raises for the engine's error reports is
+    left to them; any other is raised."""
+    try:
+        bpy.ops.render.render()
+    except RuntimeError:
+        if not LAST_FAILURES:
+            raise
+
+
 _RENDER_END = (bpy.app.handlers.render_complete, bpy.app.handlers.render_cancel)
 
 

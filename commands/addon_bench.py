@@ -76,7 +76,7 @@ def measure(*, frames: int = 10, width: int = 512, height: int = 256, model: Pat
         Renderer.render = timed
         try:
             scene.frame_set(1)
-            bpy.ops.render.render()  # warm-up: loads the model, first torch calls
+            engine.render_still()  # warm-up: loads the model, first torch calls
             inside.clear()
             totals = []
             if png:
@@ -89,7 +89,7 @@ def measure(*, frames: int = 10, width: int = 512, height: int = 256, model: Pat
                 for f in range(2, frames + 2):
                     scene.frame_set(f)
                     start = time.perf_counter()
-                    bpy.ops.render.render()
+                    engine.render_still()
                     totals.append(time.perf_counter() - start)
         finally:
             Renderer.render = original

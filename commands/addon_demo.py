@@ -263,7 +263,7 @@ def render_sequence(scene, folder: Path) -> Sequence:
     try:
         for frame in range(scene.frame_start, scene.frame_end + 1, scene.frame_step):
             scene.frame_set(frame)
-            bpy.ops.render.render()
+            engine.render_still()
             if engine.LAST_REPORTS:
                 raise RuntimeError(f"frame {frame} of {folder.name}: " + "; ".join(dict.fromkeys(engine.LAST_REPORTS)))
             result = bpy.data.images["Render Result"]  # saved with the settings of the scene that rendered it

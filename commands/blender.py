@@ -151,11 +151,7 @@ def render(args: argparse.Namespace) -> int:
     try:
         for frame in range(scene.frame_start, scene.frame_end + 1, scene.frame_step):
             scene.frame_set(frame)
-            try:
-                bpy.ops.render.render()
-            except RuntimeError:  # the engine's error reports (LAST_FAILURES, below); anything else is Blender's
-                if not engine.LAST_FAILURES:
-                    raise
+            engine.render_still()
             if signals.caught() is not None:
                 raise KeyboardInterrupt if signals.caught() == signal.SIGINT else Terminated()
             for line in dict.fromkeys(engine.LAST_REPORTS):
