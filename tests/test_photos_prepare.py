@@ -117,3 +117,42 @@ def test_real_frames_prepare_and_train_cpu_small(tmp_path):
     samples = {p.name for p in (run / "samples").iterdir()}
     assert {"reals.png", "fakes-0000002.png", "fakes-0000004.png"} <= samples, samples
     Image.open(run / "samples" / "fakes-0000004.png").load()
+
+
+def test_a_detection_the_body_cannot_explain_is_refused_by_name(tmp_path, monkeypatch):
+    """A 'person' whose landmarks no body pose reproduces (a post, a half-seen person with its legs put on its
+    shirt) is listed with the reason, and the real person beside it is fitted."""
+    from training.photos import pipeline
+    from training.photos.detect import Person
+    from training.photos.fit import Fitter
+
+    body, images, masks, posed, camera, _, _ = synthetic_people([2])
+    fitter = Fitter(body)
+    truth, _ = camera.project(fitter.landmarks.points(posed))
+    keypoints, visibility = np.zeros((33, 2)), np.zeros(33)
+    keypoints[fitter.landmarks.indices], visibility[fitter.landmarks.indices] = truth[0].detach().numpy(), 1.0
+    scrambled = keypoints.copy()
+    scrambled[fitter.landmarks.indices] = keypoints[np.random.default_rng(1).permutation(fitter.landmarks.indices)]
+    people = [Person(keypoints=k, visibility=visibility, mask=masks[0], world=np.zeros((33, 3)), problem=None)
+              for k in (keypoints, scrambled)]
+
+    class StandInDetector:  # BlazePose's answer for the photo, without BlazePose
+        def __init__(self, config):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def detect(self, rgb):
+            return people
+
+    monkeypatch.setattr(pipeline, "Detector", StandInDetector)
+    Image.fromarray(images[0]).save(tmp_path / "two.png")
+    found = pipeline.detect_and_fit({"two": tmp_path / "two.png"}, body=body, work=tmp_path / "work", log=print)
+    assert set(found.fits) == {"two_p1"} and set(found.problems) == {"two_p2"}
+    assert "does not explain the landmarks" in found.problems["two_p2"]
+    report = json.loads((tmp_path / "work" / "detections.json").read_text())
+    assert report["problems"] == found.problems and report["items"]["two_p1"]["keypoint_error_px"] < 5
