@@ -152,7 +152,7 @@ def test_a_detection_the_body_cannot_explain_is_refused_by_name(tmp_path, monkey
     monkeypatch.setattr(pipeline, "Detector", StandInDetector)
     Image.fromarray(images[0]).save(tmp_path / "two.png")
     found = pipeline.detect_and_fit({"two": tmp_path / "two.png"}, body=body, work=tmp_path / "work", log=print)
-    assert set(found.fits) == {"two_p1"} and set(found.problems) == {"two_p2"}
+    assert set(found.fits) == {"two_p1"} and set(found.problems) == {"two_p2"}, found.info
     assert "does not explain the landmarks" in found.problems["two_p2"]
     report = json.loads((tmp_path / "work" / "detections.json").read_text())
     assert report["problems"] == found.problems and report["items"]["two_p1"]["keypoint_error_px"] < 5
