@@ -95,13 +95,14 @@ def detect_and_fit(photos: dict[str, Path], *, body: BodyModel, work: Path,
         for lo in range(0, len(pending), batch):
             chunk = pending[lo:lo + batch]
             fits = fitter.fit([Target(keypoints=p.keypoints, visibility=p.visibility, mask=p.mask, K=K, width=W,
-                                      height=H) for _, p, K, W, H in chunk])
+                                      height=H, alternatives=p.alternatives) for _, p, K, W, H in chunk])
             for (item, person, *_), fit in zip(chunk, fits):
                 (work / "fits" / f"{item}.json").write_text(json.dumps(fit.as_raw_fit()))
                 Image.fromarray(person.mask.astype(np.uint8) * 255).save(work / "masks" / f"{item}.png")
                 out.fits[item] = fit.as_raw_fit()
                 out.masks[item] = work / "masks" / f"{item}.png"
-                out.info[item].update(fit_s=fit.seconds, keypoint_error_px=fit.keypoint_error_px, yaw_deg=fit.yaw_deg)
+                out.info[item].update(fit_s=fit.seconds, keypoint_error_px=fit.keypoint_error_px, yaw_deg=fit.yaw_deg,
+                                      reading=fit.reading)
             log(f"photos: fitted {min(lo + batch, len(pending))} of {len(pending)} people")
     write_json_atomic(work / "detections.json", {"problems": out.problems, "items": out.info})
     return out
