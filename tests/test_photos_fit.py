@@ -141,5 +141,6 @@ def test_fitter_recovers_synthetic_people_from_true_landmarks(body):
         parts = _rasterize_parts(body, Fit(pose=fit.pose, betas=fit.betas, transl=fit.transl, K=fit.K,
                                            world_to_camera=fit.world_to_camera), fit.K, fit.world_to_camera, 128, 256)
         ious.append(((parts > 1) & masks[b]).sum() / ((parts > 1) | masks[b]).sum())
-    assert np.median(pa) < 60, f"PA-MPJPE per person (mm): {np.round(pa)}"
-    assert np.mean(ious) > 0.85, f"silhouette IoU per person: {np.round(ious, 3)}"
+    # docs/photos.md's table, true keypoints: PA-MPJPE median 31 mm, silhouette IoU 0.930
+    assert np.median(pa) < 40, f"PA-MPJPE per person (mm): {np.round(pa)}"
+    assert np.mean(ious) > 0.90, f"silhouette IoU per person: {np.round(ious, 3)}"

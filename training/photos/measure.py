@@ -2,7 +2,7 @@
 
 On a synthetic collection (`python -m training synth`), every image has its exact body, camera, mask and part map.
 Each image is fitted twice, with the dataset's K as the camera intrinsics (the EXIF case):
-- from BlazePose (its landmarks and mask on the image): the whole front end;
+- from BlazePose (its landmarks on the image and on its mirror, and its mask): the whole front end;
 - from the true 2D landmarks (the true body's landmark points, landmarks.py, projected) and the true mask: the
   fitter alone, so the two error sources are apart.
 Reported: MPJPE and PA-MPJPE (mm, 24 joints, pelvis-aligned / similarity-aligned, camera frame), the 2D error of
