@@ -64,13 +64,19 @@ def test_landmarks_on_synthetic_people_match_the_true_body(detector):
     fitter = Fitter(body)
     with torch.no_grad():
         truth, _ = camera.project(fitter.landmarks.points(posed))
-    errors = []
+    errors, mirrored = [], []
     for b in range(len(images)):
         (person,) = detector.detect(images[b])
         errors.append(np.linalg.norm(person.keypoints[fitter.landmarks.indices] - truth[b].numpy(), axis=1))
         iou = (person.mask & masks[b]).sum() / (person.mask | masks[b]).sum()
         assert iou > 0.85, f"person {b}: BlazePose's mask has IoU {iou:.2f} with the true silhouette"
+        assert person.mirrored is not None, f"person {b}: no reading on the mirrored image"
+        (again, _), (mean, _) = person.alternatives
+        np.testing.assert_allclose(mean, (person.keypoints + again) / 2)
+        mirrored.append(np.linalg.norm(again[fitter.landmarks.indices] - truth[b].numpy(), axis=1))
     assert np.median(np.concatenate(errors)) < 6.0, f"median landmark error {np.median(np.concatenate(errors)):.1f} px"
+    # the mirrored reading is relabelled and moved back: as close to the truth, left on left
+    assert np.median(np.concatenate(mirrored)) < 6.0, f"mirrored: {np.median(np.concatenate(mirrored)):.1f} px"
 
 
 def test_refusals_name_the_reason(detector):

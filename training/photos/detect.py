@@ -4,6 +4,9 @@ The legacy `mp.solutions.pose` API ships its models inside the wheel and runs of
 per call, and sees the image at 224 px. For several people we detect, paint the found person out (mask and landmark
 box, grown, filled with grey), and detect again, up to `max_people`; then the same in square windows of the image,
 so people small in a big photo are found too (a person cut by a window's edge is left to the window that holds it).
+Each person's landmarks are read a second time on the mirrored image (left and right swapped back): BlazePose
+errs differently on the two, and where one reading swaps or misplaces a limb the other often does not, so the
+fitter tries both and their mean and keeps the reading that fits a body best (fit.py, Target.alternatives).
 Every person found is then checked: too small (BlazePose misses or misplaces people under about 100 px), cut by the
 frame edge (a landmark of the head, torso or legs outside the image), or not clearly seen (one of those landmarks
 with low visibility: occluded, or a false detection).
@@ -23,6 +26,9 @@ _REQUIRED = ("nose", "left_shoulder", "right_shoulder", "left_hip", "right_hip",
              "left_ankle", "right_ankle")
 _PAIRS = ("shoulder", "hip", "knee", "ankle")
 _HIPS = [LANDMARK_NAMES.index("left_hip"), LANDMARK_NAMES.index("right_hip")]
+# BlazePose order with left and right swapped: the landmarks of a mirrored image, relabelled
+_MIRROR = [LANDMARK_NAMES.index(n.replace("left", "@").replace("right", "left").replace("@", "right"))
+           for n in LANDMARK_NAMES]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +38,8 @@ class DetectConfig:
     after the whole image (BlazePose sees an image at 224 px, so a person small in a big photo needs a window);
     min_visibility: a person is refused when the nose, or both sides of a shoulder, hip, knee or ankle pair, are
     below this BlazePose visibility (legs hidden, or a false detection: on the real test frames, poles and chairs);
-    one side alone is the far limb of a side view and is kept."""
+    one side alone is the far limb of a side view and is kept; mirror: also read every person's landmarks on the
+    mirrored image (one more BlazePose call per person)."""
 
     min_height: int = 100
     max_people: int = 4
@@ -40,6 +47,7 @@ class DetectConfig:
     mask_threshold: float = 0.5
     min_visibility: float = 0.5
     window_levels: int = 2
+    mirror: bool = True
 
     def __post_init__(self) -> None:
         if self.window_levels < 0:
@@ -55,13 +63,23 @@ class DetectConfig:
 class Person:
     """One detected person. keypoints (33, 2) image pixels (pixel centres at integers), BlazePose order;
     visibility (33,) in [0, 1]; mask (H, W) bool; world (33, 3) BlazePose's metric 3D landmarks (hip-centred, camera
-    axes: x right, y down, z away); problem: why it cannot be fitted, or None."""
+    axes: x right, y down, z away); problem: why it cannot be fitted, or None; mirrored: (keypoints, visibility)
+    read on the mirrored image, in this image's pixels and order, or None (not read, or another person found)."""
 
     keypoints: np.ndarray
     visibility: np.ndarray
     mask: np.ndarray
     world: np.ndarray
     problem: str | None
+    mirrored: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def alternatives(self) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        """The other readings for the fitter (fit.Target.alternatives): the mirrored one and the mean of both."""
+        if self.mirrored is None:
+            return ()
+        keypoints, visibility = self.mirrored
+        return (keypoints, visibility), ((self.keypoints + keypoints) / 2, (self.visibility + visibility) / 2)
 
     @property
     def height_px(self) -> float:
@@ -138,6 +156,18 @@ class Detector:
             mask = np.asarray(result.segmentation_mask) > self.config.mask_threshold
         return keypoints, visibility, mask, world
 
+    def _mirrored(self, view: np.ndarray, keypoints: np.ndarray, height_px: float):
+        """(keypoints, visibility) of BlazePose on the mirrored view, in the view's pixels and BlazePose order, or
+        None when it finds no one there or someone else (landmarks a tenth of the person's height off, median)."""
+        found = self._once(np.ascontiguousarray(view[:, ::-1]))
+        if found is None:
+            return None
+        mirrored, visibility = found[0][_MIRROR], found[1][_MIRROR]
+        mirrored[:, 0] = view.shape[1] - 1 - mirrored[:, 0]
+        if np.median(np.linalg.norm(mirrored - keypoints, axis=1)) > 0.1 * height_px:
+            return None
+        return mirrored, visibility
+
     def windows(self, width: int, height: int) -> list[tuple[int, int, int]]:
         """(left, top, side) of the square search windows after the whole image: `window_levels` sizes, from the
         image's short side halving, overlapping by half, none smaller than 1.5 × min_height."""
@@ -180,7 +210,13 @@ class Detector:
                 if not whole and _outside(keypoints - (left, top), w, h):
                     break  # cut by this window's edge: the whole image or an overlapping window holds it whole
                 person = Person(keypoints=keypoints, visibility=visibility, mask=mask, world=world, problem=None)
-                people.append(replace(person, problem=_problem(person, W, H, self.config)))
+                person = replace(person, problem=_problem(person, W, H, self.config))
+                if self.config.mirror and person.problem is None:
+                    view = work[top:top + h, left:left + w]
+                    mirrored = self._mirrored(view, keypoints - (left, top), person.height_px)
+                    if mirrored is not None:
+                        person = replace(person, mirrored=(mirrored[0] + (left, top), mirrored[1]))
+                people.append(person)
                 # paint the person out: its mask and landmark box, grown by a tenth of its height
                 box = np.zeros((H, W), bool)
                 seen = keypoints[visibility > 0.3]

@@ -6,7 +6,8 @@ priors, in stages, from several global orientations. Ours follows that recipe on
     E = E_keypoints + λ_pose E_pose + λ_limits E_limits + λ_shape E_shape (+ λ_sil E_silhouette in the last stage)
 
 - E_keypoints: Geman-McClure ρ(r) = r² / (r² + σ²) of the landmark residuals (landmarks.py: joints and surface
-  points), r in units of the crop height, weighted by landmark trust × detector visibility.
+  points moved by offsets calibrated to BlazePose), r in units of the crop height, weighted by landmark trust ×
+  detector visibility.
 - E_silhouette, through our rasteriser (neural/raster.py): every projected vertex must fall inside the mask (the
   mask's distance transform sampled at the vertices), and every mask pixel the rasterised body leaves uncovered pulls
   its nearest projected vertex (a one-sided chamfer). The rasteriser is not differentiable; it only says which mask
@@ -16,10 +17,11 @@ priors, in stages, from several global orientations. Ours follows that recipe on
 Camera: the intrinsics K are given (EXIF or a default, pipeline.py); the extrinsics are fixed to the upright
 `world_to_camera = diag(1, -1, -1)` (camera at the origin looking along −Z, Y up), so the body's global orientation
 and translation carry the whole rigid placement. Stages: (1) orientation + translation on the torso landmarks from
-each initial yaw, (2) everything on all landmarks with the priors, then keep the best yaw per person, (3) add the
-silhouette and turn the keypoint weight down to `final_keypoints` (BlazePose's landmarks sit a few pixels off our
-joints in a consistent way, and the mask is the denser evidence: on synthetic images this raised the part-map mIoU). Each person is fitted in a 2:1 crop around it (`crop_height` pixels tall), so one batch holds people from
-images of any size.
+each initial yaw and for each reading of the landmarks (Target.alternatives: BlazePose on the image, on its mirror,
+and their mean), (2) everything on all landmarks with the priors, then keep the row of lowest energy per person (a
+yaw and a reading: where one reading swaps or misplaces a limb, it fits worse), (3) add the silhouette, with the
+keypoint term scaled by `final_keypoints`. Each person is fitted in a 2:1 crop around it (`crop_height` pixels
+tall), so one batch holds people from images of any size.
 """
 
 from __future__ import annotations
@@ -56,13 +58,13 @@ class FitConfig:
 
     steps: tuple[int, int, int] = (30, 120, 80)
     learning_rate: float = 0.03
-    orientations_deg: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
+    orientations_deg: tuple[float, ...] = (0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0)
     sigma: float = 0.1
     pose_prior: float = 0.02
     joint_limits: float = 1.0
     shape_prior: float = 0.005
-    silhouette: float = 5.0
-    final_keypoints: float = 0.1  # keypoint weight in the silhouette stage: the mask is denser evidence
+    silhouette: float = 10.0
+    final_keypoints: float = 1.0  # keypoint weight in the silhouette stage
     crop_height: int = 128
     margin: float = 0.08
     silhouette_vertices: int = 3000  # vertices (evenly strided) the silhouette term projects
@@ -86,7 +88,9 @@ class FitConfig:
 @dataclass(frozen=True)
 class Target:
     """What one person's fit must match. keypoints (33, 2) pixels of the image (BlazePose order, pixel centres at
-    integers); visibility (33,) in [0, 1]; mask (H, W) bool or None; K (3, 3) intrinsics of the image."""
+    integers); visibility (33,) in [0, 1]; mask (H, W) bool or None; K (3, 3) intrinsics of the image;
+    alternatives: other readings of the same person's landmarks, (keypoints, visibility) pairs (e.g. BlazePose on
+    the mirrored image): the fitter tries every reading from every initial yaw and keeps the lowest energy."""
 
     keypoints: np.ndarray
     visibility: np.ndarray
@@ -94,12 +98,17 @@ class Target:
     K: np.ndarray
     width: int
     height: int
+    alternatives: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+
+    def readings(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.keypoints, self.visibility), *self.alternatives]
 
 
 @dataclass(frozen=True)
 class BodyFit:
     """A fitted person: pose (24, 3) axis-angle, betas (n,), transl (3,) world; K (3, 3) image pixels;
-    world_to_camera (4, 4); keypoint_error_px: mean weighted landmark distance in image pixels; seconds."""
+    world_to_camera (4, 4); yaw_deg: the initial yaw kept; reading: the landmark reading kept (0: the target's
+    keypoints, k: its k-th alternative); keypoint_error_px: mean weighted distance to that reading, image pixels."""
 
     pose: np.ndarray
     betas: np.ndarray
@@ -109,6 +118,7 @@ class BodyFit:
     yaw_deg: float
     keypoint_error_px: float
     seconds: float = field(default=0.0)
+    reading: int = 0
 
     def as_raw_fit(self) -> dict:
         """The fit in the `K + world_to_camera` form training/fits.py reads (JSON-safe lists)."""
@@ -137,23 +147,28 @@ def _crop_mask(mask: np.ndarray, crop: Crop, width: int, height: int) -> np.ndar
 
 
 class _Batch:
-    """Targets moved into their crops and stacked: K (P, 3, 3), keypoints (P, L, 2), weights (P, L), masks."""
+    """Targets moved into their crops and stacked. Per person: K (P, 3, 3), masks, crops; per landmark reading (N
+    ≥ P, a person's readings in a row): person (N,), keypoints (N, L, 2), weights (N, L)."""
 
     def __init__(self, targets: list[Target], landmarks, config: FitConfig) -> None:
         Hc, Wc = config.crop_height, config.crop_height // 2
         self.crops = [_person_box(t, config.margin) for t in targets]
         self.scales = np.array([Hc / c.height for c in self.crops])
-        K, points, masks = [], [], []
-        for t, c, s in zip(targets, self.crops, self.scales):
+        K, masks, person, points, vis = [], [], [], [], []
+        for i, (t, c, s) in enumerate(zip(targets, self.crops, self.scales)):
             k = t.K.astype(np.float64).copy()
             k[0, 2] -= c.left
             k[1, 2] -= c.top
             K.append(resize_intrinsics(k, s, s))
-            points.append((t.keypoints[landmarks.indices] - [c.left, c.top] + 0.5) * s - 0.5)
             masks.append(_crop_mask(t.mask, c, Wc, Hc) if t.mask is not None else np.zeros((Hc, Wc), bool))
+            for keypoints, visibility in t.readings():
+                person.append(i)
+                points.append((keypoints[landmarks.indices] - [c.left, c.top] + 0.5) * s - 0.5)
+                vis.append(visibility[landmarks.indices])
         self.K = torch.as_tensor(np.stack(K), dtype=torch.float32)
+        self.person = torch.as_tensor(person)
         self.keypoints = torch.as_tensor(np.stack(points), dtype=torch.float32)
-        vis = np.stack([t.visibility[landmarks.indices] for t in targets])
+        vis = np.stack(vis)
         self.weights = torch.as_tensor(vis * landmarks.weights, dtype=torch.float32)
         self.has_mask = torch.tensor([t.mask is not None and t.mask.any() for t in targets])
         self.masks = torch.as_tensor(np.stack(masks))
@@ -212,11 +227,11 @@ class Fitter:
         return pose
 
     def _init(self, batch: _Batch, yaws: list[float]) -> dict[str, Tensor]:
-        """Initial parameters (P·O rows, person-major): prior-mean pose, zero betas, depth from the mask height."""
+        """Initial parameters (N·O rows, reading-major): prior-mean pose, zero betas, depth from the mask height."""
         rows = []
-        for i in range(len(batch.crops)):
+        for n, i in enumerate(batch.person.tolist()):
             m = batch.masks[i].numpy()
-            ys, xs = np.nonzero(m) if m.any() else (batch.keypoints[i, :, 1].numpy(), batch.keypoints[i, :, 0].numpy())
+            ys, xs = np.nonzero(m) if m.any() else (batch.keypoints[n, :, 1].numpy(), batch.keypoints[n, :, 0].numpy())
             h2d = max(float(ys.max() - ys.min() + 1), 4.0)
             K = batch.K[i].numpy()
             depth = K[1, 1] * self.height_m / h2d
@@ -236,11 +251,11 @@ class Fitter:
         return Camera(K=K, world_to_camera=w2c, width=batch.width, height=batch.height)
 
     def _energy(self, p: dict[str, Tensor], rows: Tensor, batch: _Batch, stage: int) -> tuple[Tensor, Tensor]:
-        """Per-row energy (R,) and keypoint residuals (R, L) in crop pixels. rows: (R,) person index per row."""
+        """Per-row energy (R,) and keypoint residuals (R, L) in crop pixels. rows: (R,) reading index per row."""
         c = self.config
         pose = torch.cat([p["root"][:, None], p["body"]], 1)
         posed = self.bodies[stage == 2](betas=p["betas"], pose=pose, transl=p["transl"])
-        camera = self._camera(batch.K[rows], batch)
+        camera = self._camera(batch.K[batch.person[rows]], batch)
         xy, _ = camera.project(self.maps[stage == 2].points(posed))
         residual = (xy - batch.keypoints[rows]).norm(dim=-1)                          # (R, L) crop px
         weights = batch.weights[rows]
@@ -256,11 +271,12 @@ class Fitter:
             energy = energy + c.pose_prior * self.prior.cost(p["body"]) + c.joint_limits * joint_limit_cost(pose) \
                 + c.shape_prior * shape_cost(p["betas"])
         if stage == 2 and c.silhouette > 0:
-            energy = energy + c.silhouette * self._silhouette(posed, p, camera, rows, batch) / c.sigma ** 2
+            energy = energy + c.silhouette * self._silhouette(posed, p, camera, batch.person[rows], batch) / c.sigma ** 2
         return energy, residual
 
     def _silhouette(self, posed, p: dict[str, Tensor], camera: Camera, rows: Tensor, batch: _Batch) -> Tensor:
-        """(R,) mean squared distance (crop heights²): vertices outside the mask + uncovered mask pixels."""
+        """(R,) mean squared distance (crop heights²): vertices outside the mask + uncovered mask pixels. rows: (R,)
+        person index per row."""
         xy, _ = camera.project(posed.vertices[:, self.outline])
         size = torch.tensor([batch.width, batch.height], dtype=xy.dtype)
         grid = ((xy + 0.5) / size * 2 - 1)[:, None]                                  # (R, 1, Vs, 2)
@@ -299,21 +315,25 @@ class Fitter:
         """One BodyFit per target (same order). Raises ValueError naming the target index on unusable input."""
         start = time.perf_counter()
         for i, t in enumerate(targets):
-            if t.keypoints.shape != (len(LANDMARK_NAMES), 2) or t.visibility.shape != (len(LANDMARK_NAMES),):
-                raise ValueError(f"target {i}: keypoints {t.keypoints.shape} / visibility {t.visibility.shape}; "
-                                 f"expected ({len(LANDMARK_NAMES)}, 2) / ({len(LANDMARK_NAMES)},), BlazePose order")
-            if not np.isfinite(t.keypoints).all():
-                raise ValueError(f"target {i}: keypoints hold NaN or inf")
+            for k, (keypoints, visibility) in enumerate(t.readings()):
+                what = f"target {i}" + (f", alternative {k}" if k else "")
+                if keypoints.shape != (len(LANDMARK_NAMES), 2) or visibility.shape != (len(LANDMARK_NAMES),):
+                    raise ValueError(f"{what}: keypoints {keypoints.shape} / visibility {visibility.shape}; expected "
+                                     f"({len(LANDMARK_NAMES)}, 2) / ({len(LANDMARK_NAMES)},), BlazePose order")
+                if not np.isfinite(keypoints).all():
+                    raise ValueError(f"{what}: keypoints hold NaN or inf")
         batch = _Batch(targets, self.landmarks, self.config)
         yaws = list(self.config.orientations_deg)
         P, O = len(targets), len(yaws)
-        rows = torch.arange(P).repeat_interleave(O)
+        rows = torch.arange(len(batch.person)).repeat_interleave(O)                     # every reading × yaw
         p = self._init(batch, yaws)
         self._run(p, ("root", "transl"), rows, batch, 0)
         energy = self._run(p, ("root", "body", "betas", "transl"), rows, batch, 1)
-        best = energy.view(P, O).argmin(1) + torch.arange(P) * O                       # one row per person
+        owner = batch.person[rows]
+        best = torch.stack([torch.where(owner == i, energy, torch.inf).argmin() for i in range(P)])  # one per person
         p = {k: v[best].clone() for k, v in p.items()}
-        rows = torch.arange(P)
+        rows = rows[best]
+        first = [batch.person.tolist().index(i) for i in range(P)]                     # each person's first reading
         if self.config.steps[2] and bool(batch.has_mask.any()):
             self._run(p, ("root", "body", "betas", "transl"), rows, batch, 2)
         with torch.no_grad():
@@ -321,11 +341,12 @@ class Fitter:
         seconds = (time.perf_counter() - start) / P
         fits = []
         for i, t in enumerate(targets):
-            w = batch.weights[i]
+            w = batch.weights[rows[i]]
             error = float((residual[i] * w).sum() / w.sum().clamp_min(1e-6)) / batch.scales[i]
             fits.append(BodyFit(pose=torch.cat([p["root"][i:i + 1], p["body"][i]]).double().numpy(),
                                 betas=p["betas"][i].double().numpy(), transl=p["transl"][i].double().numpy(),
                                 K=t.K.astype(np.float64), world_to_camera=UPRIGHT_CAMERA.copy(),
-                                yaw_deg=yaws[int(best[i]) % O], keypoint_error_px=error, seconds=seconds))
+                                yaw_deg=yaws[int(best[i]) % O], keypoint_error_px=error, seconds=seconds,
+                                reading=int(rows[i]) - first[i]))
         return fits
 

@@ -2,7 +2,7 @@
 
 On a synthetic collection (`python -m training synth`), every image has its exact body, camera, mask and part map.
 Each image is fitted twice, with the dataset's K as the camera intrinsics (the EXIF case):
-- from BlazePose (its landmarks and mask on the image): the whole front end;
+- from BlazePose (its landmarks on the image and on its mirror, and its mask): the whole front end;
 - from the true 2D landmarks (the true body's landmark points, landmarks.py, projected) and the true mask: the
   fitter alone, so the two error sources are apart.
 Reported: MPJPE and PA-MPJPE (mm, 24 joints, pelvis-aligned / similarity-aligned, camera frame), the 2D error of
@@ -98,7 +98,8 @@ def measure(data: Path, *, limit: int | None = None, fit_config: FitConfig = Fit
             used = fitter.landmarks.indices
             if people:
                 targets["blazepose"][i] = Target(keypoints=people[0].keypoints, visibility=people[0].visibility,
-                                                 mask=people[0].mask, K=K, width=W, height=H)
+                                                 mask=people[0].mask, K=K, width=W, height=H,
+                                                 alternatives=people[0].alternatives)
                 detector_px[i] = float(np.linalg.norm(people[0].keypoints[used] - truth[used], axis=1).mean())
             items.append(item)
     for kind, chosen in targets.items():
@@ -123,13 +124,13 @@ def measure(data: Path, *, limit: int | None = None, fit_config: FitConfig = Fit
             rows[kind].append({"item": i, "mpjpe_mm": float(mpjpe), "pa_mpjpe_mm": float(pa),
                                "fit_keypoint_px": fit.keypoint_error_px, "silhouette_iou": float(iou),
                                "detector_keypoint_px": detector_px.get(i, float("nan")), "detect_s": detect_s[i],
-                               "fit_s": fit.seconds, "yaw_deg": fit.yaw_deg})
+                               "fit_s": fit.seconds, "yaw_deg": fit.yaw_deg, "reading": fit.reading})
             log(f"{kind} item {i}: MPJPE {mpjpe:.0f} mm, PA {pa:.0f} mm, IoU {iou:.2f}")
     summary = {}
     for kind, r in rows.items():
         if not r:
             continue
-        mean = {k: float(np.nanmean([x[k] for x in r])) for k in r[0] if k not in ("item", "yaw_deg")}
+        mean = {k: float(np.nanmean([x[k] for x in r])) for k in r[0] if k not in ("item", "yaw_deg", "reading")}
         median = {k: float(np.nanmedian([x[k] for x in r])) for k in ("mpjpe_mm", "pa_mpjpe_mm")}
         summary[kind] = {"items": len(r), "mean": mean, "median": median, "part_miou": confusion[kind].miou()}
     return {"data": str(data), "items": n, "detected": len(rows["blazepose"]), "image_size": [H, W],

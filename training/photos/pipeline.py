@@ -99,9 +99,10 @@ def detect_and_fit(photos: dict[str, Path], *, body: BodyModel, work: Path,
         for lo in range(0, len(pending), batch):
             chunk = pending[lo:lo + batch]
             fits = fitter.fit([Target(keypoints=p.keypoints, visibility=p.visibility, mask=p.mask, K=K, width=W,
-                                      height=H) for _, p, K, W, H in chunk])
+                                      height=H, alternatives=p.alternatives) for _, p, K, W, H in chunk])
             for (item, person, *_), fit in zip(chunk, fits):
-                out.info[item].update(fit_s=fit.seconds, keypoint_error_px=fit.keypoint_error_px, yaw_deg=fit.yaw_deg)
+                out.info[item].update(fit_s=fit.seconds, keypoint_error_px=fit.keypoint_error_px, yaw_deg=fit.yaw_deg,
+                                      reading=fit.reading)
                 if fit.keypoint_error_px > MAX_KEYPOINT_ERROR * person.height_px:
                     out.problems[item] = (f"the fitted body does not explain the landmarks (off by "
                                           f"{fit.keypoint_error_px:.0f} px on average, more than "
