@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from neural.body import BodyModel, free_body_path
+from neural.camera import Camera
+from neural.raster import rasterize
 from neural.skeleton import JOINT_NAMES
 from photos_fixture import synthetic_people
 from training.fits import Fit
@@ -144,3 +146,52 @@ def test_fitter_recovers_synthetic_people_from_true_landmarks(body):
     # docs/photos.md's table, true keypoints: PA-MPJPE median 31 mm, silhouette IoU 0.930
     assert np.median(pa) < 40, f"PA-MPJPE per person (mm): {np.round(pa)}"
     assert np.mean(ious) > 0.90, f"silhouette IoU per person: {np.round(ious, 3)}"
+
+
+def another_smpl_format_body(path):
+    """A body file that is not the free body: its vertices in another order and its proportions changed (5% shorter,
+    5% broader), as a user's own SMPL-format body differs from it. Nothing may rely on the free body's indices."""
+    arrays = dict(np.load(free_body_path(), allow_pickle=False))
+    V = len(arrays["v_template"])
+    order = np.random.default_rng(0).permutation(V)                   # new vertex i is old vertex order[i]
+    new_index = np.argsort(order)
+    arrays["v_template"] = arrays["v_template"][order] * np.array([1.05, 0.95, 1.05], np.float32)
+    for key in ("shapedirs", "posedirs", "weights", "parts"):
+        arrays[key] = arrays[key][order]
+    arrays["J_regressor"] = arrays["J_regressor"][:, order]
+    arrays["f"] = new_index[arrays["f"]]
+    np.savez(path, **arrays)
+    return BodyModel.load(path), order
+
+
+def test_the_fitter_works_on_a_users_own_smpl_format_body(body, tmp_path):
+    """Landmarks are found by the body's geometry, not by the free body's vertex numbers: on a reordered,
+    reproportioned body they are the same surface points, and a person of that body is recovered from them."""
+    other, order = another_smpl_format_body(tmp_path / "mine.npz")
+    ours, theirs = landmark_map(body), landmark_map(other)
+    assert list(theirs.indices) == list(ours.indices)
+    scale = torch.tensor([1.05, 0.95, 1.05])
+    np.testing.assert_allclose(theirs.points(other())[0].numpy(), (ours.points(body())[0] * scale).numpy(), atol=0.01)
+    pose = torch.as_tensor(pose_array(walk(0.25))[None], dtype=torch.float32)
+    betas = torch.zeros(1, other.num_betas)
+    betas[0, :2] = torch.tensor([0.8, -0.5])
+    with torch.no_grad():
+        posed = other(betas=betas, pose=pose, transl=torch.tensor([[0.0, 0.0, 0.0]]))
+    camera = Camera.look_at(torch.tensor([0.3, 0.1, 3.2]), posed.joints[0, 0], fov_y_deg=40.0, width=128,
+                            height=256)
+    fitter = Fitter(other)
+    with torch.no_grad():
+        truth, _ = camera.project(fitter.landmarks.points(posed))
+    mask = rasterize(posed.vertices, other.faces, camera).mask[0].numpy()
+    target = Target(keypoints=np.zeros((33, 2)), visibility=np.zeros(33), mask=mask,
+                    K=camera.K[0].double().numpy(), width=128, height=256)
+    target.keypoints[fitter.landmarks.indices] = truth[0].numpy()
+    target.visibility[fitter.landmarks.indices] = 1.0
+    fit, = fitter.fit([target])
+    with torch.no_grad():
+        mine = other(betas=torch.as_tensor(fit.betas[None], dtype=torch.float32),
+                     pose=torch.as_tensor(fit.pose[None], dtype=torch.float32),
+                     transl=torch.as_tensor(fit.transl[None], dtype=torch.float32)).joints[0].numpy()
+    true_joints = posed.joints[0].numpy()
+    pa = np.linalg.norm(procrustes(mine, true_joints) - true_joints, axis=1).mean() * 1000
+    assert fit.keypoint_error_px < 3.0 and pa < 60, (fit.keypoint_error_px, pa)
