@@ -27,8 +27,8 @@ from .fit import FitConfig, Fitter, Target
 
 DEFAULT_FOCAL_35MM = 50.0
 # A fit whose landmarks reproject farther than this share of the person's height on average is not kept: no pose
-# of the body explains them. Measured on real photos, whole people fit within 1.5-6.5% (it varies from run to run:
-# 4.5-6.2% for one walker), so the bound catches only gross failures: landmarks that belong to no one pose.
+# of the body explains them. Measured on real photos, whole people fit within 0.6-3.5% (and one walker varied by
+# 2% of its height between runs), so the bound catches only gross failures: landmarks that belong to no one pose.
 MAX_KEYPOINT_ERROR = 0.10
 _FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)
 _EXIF_IFD, _FOCAL_35MM = 0x8769, 0xA405
