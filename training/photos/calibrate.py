@@ -17,13 +17,13 @@ import sys
 import numpy as np
 import torch
 
-from neural.body import BodyModel
 from neural.camera import Camera
 from neural.cli import run_command
 
-from ..data import PhotoDataset, read_manifest
-from .detect import DetectConfig, Detector
+from ..data import PhotoDataset
+from .detect import Detector
 from .landmarks import USED, landmark_map, offset_key
+from .measure import SYNTHETIC_DETECT, open_synthetic, synthetic_image
 
 _RIDGE = 10.0  # a weak pull of every offset towards zero (metres²), for landmarks BlazePose rarely sees
 
@@ -32,10 +32,9 @@ def _detections(dataset: PhotoDataset, n: int) -> tuple[list[int], np.ndarray, n
     """BlazePose's readings of the first n items, on each image and its mirror (detect.py): the item of each, its
     (N, 33, 2) landmarks and (N, 33) visibilities."""
     found, keypoints, visibility = [], [], []
-    with Detector(DetectConfig(window_levels=0, min_height=50)) as detector:
+    with Detector(SYNTHETIC_DETECT) as detector:
         for i in range(n):
-            image = ((dataset[i]["image"].permute(1, 2, 0).numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
-            people = detector.detect(image)
+            people = detector.detect(synthetic_image(dataset[i]))
             readings = [(people[0].keypoints, people[0].visibility)] if people else []
             if people and people[0].mirrored is not None:
                 readings.append(people[0].mirrored)
@@ -50,12 +49,7 @@ def _detections(dataset: PhotoDataset, n: int) -> tuple[list[int], np.ndarray, n
 
 def calibrate(data, *, limit: int | None = None, steps: int = 1500, log=print) -> dict[str, tuple[float, ...]]:
     """OFFSETS_MM estimated on the first `limit` images of a synthetic collection."""
-    manifest = read_manifest(data)
-    if manifest.get("source") != "synth":
-        raise ValueError(f"{data} is a {manifest.get('source')!r} dataset; calibration needs exact bodies: "
-                         "make one with `python -m training synth`")
-    dataset = PhotoDataset(data)
-    body = BodyModel.load(manifest["body"]["file"])
+    dataset, body = open_synthetic(data, "calibration needs exact bodies")
     found, keypoints, visibility = _detections(dataset, min(len(dataset), limit or len(dataset)))
     items = [dataset[i] for i in found]
     marks = landmark_map(body, offsets_mm={})

@@ -57,6 +57,25 @@ def procrustes(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return scale * s @ R.T + mu_t
 
 
+# one person per synthetic image, centred and whole: no window search, and the small ones kept
+SYNTHETIC_DETECT = DetectConfig(window_levels=0, min_height=50)
+
+
+def open_synthetic(data: Path, why: str) -> tuple[PhotoDataset, BodyModel]:
+    """A synthetic collection (`python -m training synth`) and its body; any other dataset is refused, saying why
+    it must be synthetic."""
+    manifest = read_manifest(data)
+    if manifest.get("source") != "synth":
+        raise ValueError(f"{data} is a {manifest.get('source')!r} dataset; {why}: make one with "
+                         "`python -m training synth`")
+    return PhotoDataset(data), BodyModel.load(manifest["body"]["file"])
+
+
+def synthetic_image(item: dict) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a dataset item's image ([-1, 1], channels first), as a photo would be read."""
+    return ((item["image"].permute(1, 2, 0).numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
+
+
 def true_landmarks(fitter: Fitter, item: dict) -> np.ndarray:
     """(33, 2) the true body's landmark points projected into the item's image (unused landmarks: -1)."""
     with torch.no_grad():
@@ -71,21 +90,16 @@ def true_landmarks(fitter: Fitter, item: dict) -> np.ndarray:
 def measure(data: Path, *, limit: int | None = None, fit_config: FitConfig = FitConfig(), batch: int = 8,
             log=print) -> dict:
     """The table's numbers for the first `limit` items of a synthetic collection."""
-    manifest = read_manifest(data)
-    if manifest.get("source") != "synth":
-        raise ValueError(f"{data} is a {manifest.get('source')!r} dataset; the measurement needs exact truth: "
-                         "make one with `python -m training synth`")
-    dataset = PhotoDataset(data)
-    body = BodyModel.load(manifest["body"]["file"])
+    dataset, body = open_synthetic(data, "the measurement needs exact truth")
     fitter = Fitter(body, fit_config)
     n = min(len(dataset), limit or len(dataset))
     rows = {"blazepose": [], "true_keypoints": []}
     confusion = {k: Confusion.empty() for k in rows}
     items, targets, detector_px, detect_s = [], {k: {} for k in rows}, {}, {}
-    with Detector(DetectConfig(window_levels=0, min_height=50)) as detector:
+    with Detector(SYNTHETIC_DETECT) as detector:
         for i in range(n):
             item = dataset[i]
-            image = ((item["image"].permute(1, 2, 0).numpy() + 1) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
+            image = synthetic_image(item)
             mask = item["mask"][0].numpy() > 0.5
             H, W = mask.shape
             truth = true_landmarks(fitter, item)
